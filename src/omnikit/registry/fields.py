@@ -1,0 +1,19 @@
+"""``param``: a dataclass field with a doc string, so configs document themselves in ``omnikit show``."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+_MISSING = dataclasses.MISSING
+
+
+def param(default: Any = _MISSING, doc: str = "", *, factory: Any = _MISSING) -> Any:
+    """A documented config field. Leave ``default`` out for a required field (``???`` in recipes)."""
+    if factory is not _MISSING:
+        return dataclasses.field(default_factory=factory, metadata={"doc": doc})
+    return dataclasses.field(default=default, metadata={"doc": doc})
+
+
+def field_doc(f: dataclasses.Field) -> str:
+    return str(f.metadata.get("doc", ""))
