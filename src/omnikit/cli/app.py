@@ -1,0 +1,144 @@
+"""The ``omnikit`` command line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from omegaconf import OmegaConf
+
+from omnikit.cli.errors import UsageError, guarded
+from omnikit.cli.listing import autoload_note, format_table, list_rows, plugin_rows, show_text
+from omnikit.config import load_recipe, packaged_recipes_dir, resolve_recipe_path, resolved, validate_recipe
+from omnikit.registry import KINDS
+
+app = typer.Typer(
+    help="omnikit: speech-to-speech dialogue on a frozen text LLM, composed from plugins by YAML recipes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+RecipeArg = Annotated[str, typer.Argument(help="Recipe YAML: a path, or the name of a packaged recipe.")]
+OverridesArg = Annotated[
+    list[str] | None, typer.Argument(help="Dotlist overrides, e.g. stages.input_1_ctc.optim.lr=3e-4")
+]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show full tracebacks.")]
+
+
+def _load_valid(recipe: str, overrides: list[str] | None):
+    cfg = load_recipe(recipe, overrides or [])
+    validate_recipe(cfg, source=str(recipe))
+    return cfg
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise UsageError(f"unknown kind '{kind}'; kinds: {', '.join(KINDS)}")
+
+
+@app.command()
+def run(
+    recipe: RecipeArg,
+    overrides: OverridesArg = None,
+    stage: Annotated[str | None, typer.Option(help="Run only this stage of the schedule.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and build every part on the meta device; train nothing.")
+    ] = False,
+    run_dir: Annotated[Path | None, typer.Option(help="Run directory (default: the recipe's paths.out).")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run a recipe's stages in schedule order (or one with --stage)."""
+    with guarded(verbose):
+        cfg = _load_valid(recipe, overrides)
+        if stage is not None and stage not in (cfg.get("schedule") or []):
+            raise UsageError(f"stage '{stage}' is not in the schedule: {', '.join(cfg.schedule)}")
+        out = run_dir or Path(str(resolved(cfg).get("paths", {}).get("out") or f"runs/{cfg.get('name', 'run')}"))
+        from omnikit.training.runner import run_recipe  # heavy imports only when running
+
+        if not dry_run:
+            from omnikit.config.provenance import write_run_metadata
+
+            write_run_metadata(out, cfg)
+        run_recipe(cfg, out, stage=stage, dry_run=dry_run)
+
+
+@app.command()
+def validate(recipe: RecipeArg, overrides: OverridesArg = None, verbose: VerboseOpt = False) -> None:
+    """Check a recipe against the registries; report every problem at once (exit code 2)."""
+    with guarded(verbose):
+        _load_valid(recipe, overrides)
+        typer.echo(f"{recipe}: ok")
+
+
+@app.command()
+def config(
+    recipe: RecipeArg,
+    overrides: OverridesArg = None,
+    raw: Annotated[bool, typer.Option(help="Keep ${...} interpolations unresolved.")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Print the resolved recipe (includes and overrides applied)."""
+    with guarded(verbose):
+        cfg = load_recipe(recipe, overrides or [])
+        typer.echo(OmegaConf.to_yaml(cfg if raw else resolved(cfg)), nl=False)
+
+
+@app.command("ls")
+def ls_(
+    kind: Annotated[str | None, typer.Argument(help=f"One of: {', '.join(KINDS)}.")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """List registered components: names, summaries and providers."""
+    with guarded(verbose):
+        if kind:
+            _check_kind(kind)
+        typer.echo(format_table(list_rows(kind), ("kind", "name", "summary", "provider")))
+        if autoload_note():
+            typer.echo(f"\nnote: {autoload_note()}")
+
+
+@app.command()
+def show(
+    kind: Annotated[str, typer.Argument(help=f"One of: {', '.join(KINDS)}.")],
+    name: Annotated[str, typer.Argument(help="Component name, as in `omnikit ls`.")],
+    verbose: VerboseOpt = False,
+) -> None:
+    """Show one component's docs and config fields (types, defaults, docs) and its provider."""
+    with guarded(verbose):
+        _check_kind(kind)
+        typer.echo(show_text(kind, name))
+
+
+@app.command()
+def plugins(verbose: VerboseOpt = False) -> None:
+    """List the distributions that provide components: loaded, failed or disabled."""
+    with guarded(verbose):
+        typer.echo(format_table(plugin_rows(), ("distribution", "version", "status", "components")))
+
+
+@app.command()
+def cp(
+    recipe: Annotated[str, typer.Argument(help="A packaged recipe name (e.g. quickstart.yaml) or a path.")],
+    dest: Annotated[Path, typer.Argument(help="Destination file or folder.")],
+    verbose: VerboseOpt = False,
+) -> None:
+    """Copy a recipe (e.g. a packaged one) to edit it; its includes still resolve to the packaged bases."""
+    with guarded(verbose):
+        src = resolve_recipe_path(recipe)
+        target = dest / src.name if dest.is_dir() else dest
+        if target.exists():
+            raise UsageError(f"{target} exists; not overwriting")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, target)
+        typer.echo(f"copied {src.relative_to(packaged_recipes_dir()) if src.is_relative_to(packaged_recipes_dir()) else src} -> {target}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Errors raised by the registries."""
+
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Base class for plugin lookup problems."""
+
+
+class UnknownComponentError(RegistryError, KeyError):
+    def __init__(self, kind: str, name: str, known: list[str], suggestion: str | None = None):
+        self.kind, self.name, self.known, self.suggestion = kind, name, known, suggestion
+        hint = f"; did you mean '{suggestion}'?" if suggestion else f" (known: {', '.join(known) or 'none'})"
+        super().__init__(f"unknown {kind} '{name}'{hint}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+class DuplicatePluginError(RegistryError):
+    """Two distributions provide the same (kind, name)."""
+
+
+class PluginImportError(RegistryError):
+    """A plugin's module failed to import (raised only when a recipe uses it)."""
