@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -39,8 +40,9 @@ def _load_file(path: Path, stack: tuple[Path, ...]) -> DictConfig:
         raise RecipeError([Problem("include", f"include cycle: {chain}")])
     try:
         node = OmegaConf.load(path)
-    except (OmegaConfBaseException, OSError, ValueError) as exc:
-        raise RecipeError([Problem("", f"cannot parse {path}: {exc}")]) from exc
+    except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError) as exc:
+        first = " ".join(str(exc).split())
+        raise RecipeError([Problem("", f"cannot parse {path}: {first}")]) from exc
     if not isinstance(node, DictConfig):
         raise RecipeError([Problem("", f"{path} must hold a mapping at the top level")])
     includes = node.pop("include", None) or []

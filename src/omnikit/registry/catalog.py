@@ -86,6 +86,10 @@ def _installed_entry_points(group: str) -> Iterable[metadata.EntryPoint]:
     return metadata.entry_points(group=group)
 
 
+_source: EntryPointSource = _installed_entry_points
+"""Where registries read entry points; tests swap it for fake distributions."""
+
+
 def autoload_disabled() -> bool:
     return os.environ.get(AUTOLOAD_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -93,14 +97,14 @@ def autoload_disabled() -> bool:
 class Registry:
     """The components of one kind."""
 
-    def __init__(self, kind: str, source: EntryPointSource = _installed_entry_points):
+    def __init__(self, kind: str, source: EntryPointSource | None = None):
         if kind not in KINDS:
             raise ValueError(f"unknown plugin kind '{kind}'; kinds: {', '.join(KINDS)}")
         self.kind = kind
         self.group = KINDS[kind]
         self._entries: dict[str, PluginEntry] = {}
         self.skipped: list[PluginEntry] = []  # third-party entries hidden by OMNIKIT_DISABLE_PLUGIN_AUTOLOAD
-        for ep in source(self.group):
+        for ep in (source or _source)(self.group):
             dist = ep.dist
             entry = PluginEntry(
                 kind=kind,
