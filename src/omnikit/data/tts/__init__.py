@@ -1,0 +1,1 @@
+"""Offline text-to-speech engines used to synthesise training and evaluation speech."""
