@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from test_encoder_chunk_transformer import one_thread, stream_encoder  # noqa: F401  (autouse fixture)
 
 from omnikit.audio.features import utterance_features
 from omnikit.components.adapters.linear import LinearAdapter, LinearAdapterConfig
 from omnikit.components.encoders.sb_conformer import SBConformerConfig, SpeechBrainConformerEncoder
-from test_encoder_chunk_transformer import one_thread, stream_encoder  # noqa: F401  (autouse fixture)
 
 
 def tiny(**kw) -> SpeechBrainConformerEncoder:
