@@ -1,0 +1,36 @@
+"""Codec training loss: the codec's own reconstruction objective (output stage 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from omnikit.registry import param
+
+
+@dataclass
+class CodecReconstructionConfig:
+    fit_max_cuts: int = param(
+        256, "Cuts read for the codec's non-gradient fit (`fit_from_data`, e.g. k-means) before training; 0 = no fit."
+    )
+
+
+class CodecReconstructionObjective:
+    """The codec's ``reconstruction_loss(wav)`` on assistant-voice audio at the codec's sample rate.
+
+    Codecs that have a non-gradient initialisation (``fit_from_data``, e.g. a k-means codebook) are fitted by
+    the stage runner before the first step, on up to ``fit_max_cuts`` training cuts.
+    """
+
+    config_class = CodecReconstructionConfig
+    inputs = ("wav",)
+
+    def __init__(self, config: CodecReconstructionConfig, **_: Any):
+        self.config = config
+
+    def __call__(self, model: torch.nn.ModuleDict, batch: dict[str, Any]) -> dict[str, Tensor]:
+        out = model["codec"].reconstruction_loss(batch["wav"])
+        return {k: v for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1}

@@ -1,0 +1,117 @@
+"""The one generic LightningModule: a model of slots, a stage's objectives, its trainable set and optimizer."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from omnikit.training.freezing import check_groups, param_groups, set_train_mode
+
+
+@dataclass
+class OptimConfig:
+    """Stage option ``optim``."""
+
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    eps: float = 1e-6
+    warmup_steps: int = 0
+    decay: str = "constant"  # after warm-up: constant | cosine | inverse_sqrt (Noam/WeNet warmuplr)
+    min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
+
+    @classmethod
+    def from_mapping(cls, d: dict[str, Any] | None) -> OptimConfig:
+        unknown = set(d or {}) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"optim: unknown keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        cfg = cls(**(d or {}))
+        if cfg.decay not in ("constant", "cosine", "inverse_sqrt"):
+            raise ValueError(f"optim.decay must be constant, cosine or inverse_sqrt, got {cfg.decay!r}")
+        return cfg
+
+
+def lr_factor(step: int, cfg: OptimConfig, max_steps: int) -> float:
+    """Multiplier of ``lr`` at optimizer step ``step``: linear warm-up, then the chosen decay."""
+    w = cfg.warmup_steps
+    if w > 0 and step < w:
+        return (step + 1) / w
+    if cfg.decay == "cosine":
+        span = max(1, max_steps - w)
+        progress = min(1.0, (step - w) / span)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    if cfg.decay == "inverse_sqrt":
+        return math.sqrt(max(w, 1) / max(step + 1, 1))
+    return 1.0
+
+
+@dataclass
+class ObjectiveSpec:
+    name: str
+    weight: float
+    objective: Any
+
+
+class StageModule(L.LightningModule):
+    """Runs a stage: weighted sum of objectives over a ``ModuleDict`` of slots; only the trainable set learns.
+
+    Logged per step: ``train/loss``, ``train/<objective>/<metric>``, ``lr``; per validation: the same under
+    ``val/``. Frozen sub-modules stay in eval mode whenever the module is put in train mode.
+    """
+
+    def __init__(self, model: nn.ModuleDict, objectives: list[ObjectiveSpec], optim: OptimConfig, max_steps: int):
+        super().__init__()
+        self.model = model
+        self.objectives = objectives
+        self.optim = optim
+        self.max_steps = max_steps
+        self.bad_audio = 0
+
+    def train(self, mode: bool = True) -> StageModule:
+        set_train_mode(self.model, mode)
+        self.training = mode
+        return self
+
+    def _loss(self, batch: dict[str, Any], split: str) -> Tensor | None:
+        self.bad_audio += int(batch.get("n_bad", 0))
+        if batch.get("empty"):
+            return None
+        batch["_cache"] = {}
+        bsz = len(batch["cut_ids"])
+        total: Tensor | None = None
+        for spec in self.objectives:
+            out = spec.objective(self.model, batch)
+            for key, value in out.items():
+                self.log(f"{split}/{spec.name}/{key}", value.detach().float(), batch_size=bsz,
+                         prog_bar=(key == "loss" and split == "train" and len(self.objectives) > 1))
+            term = spec.weight * out["loss"]
+            total = term if total is None else total + term
+        batch.pop("_cache", None)
+        if total is not None:
+            self.log(f"{split}/loss", total.detach().float(), batch_size=bsz, prog_bar=True)
+        if self.bad_audio:
+            self.log(f"{split}/bad_audio_skipped", float(self.bad_audio), batch_size=bsz)
+        return total
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
+        loss = self._loss(batch, "train")
+        if loss is None or not loss.requires_grad:
+            return None  # nothing to learn from this batch (all audio bad, or no targets)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._loss(batch, "val")
+
+    def configure_optimizers(self) -> Any:
+        groups = param_groups(self.model, self.optim.weight_decay)
+        check_groups(self.model, groups)
+        if not groups:
+            raise RuntimeError("this stage selects no trainable parameters")
+        opt = torch.optim.AdamW(groups, lr=self.optim.lr, betas=tuple(self.optim.betas), eps=self.optim.eps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, self.optim, self.max_steps))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,301 @@
+"""The stage runner: ``run_recipe`` trains a recipe's schedule stage by stage with Lightning.
+
+Each stage builds the model fresh, loads its ``init`` weights (``stage:<name>`` hand-offs or safetensors
+files), freezes everything but its ``trainable`` set, trains its ``objectives`` on its ``data`` and writes
+``stages/<stage>/trained.safetensors`` plus a ``done.json`` marker. A finished stage is skipped on re-run; an
+interrupted one resumes from its last Lightning checkpoint and ends at the same step count. After every stage
+the frozen LLM's fingerprint (and every other frozen parameter) must be bit-identical, or the run fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from omnikit.registry import get_registry
+from omnikit.training.build import build_model, count_parameters
+from omnikit.training.checkpoints import (
+    STAGE_PREFIX,
+    is_done,
+    last_lightning_checkpoint,
+    load_slot,
+    mark_done,
+    read_done,
+    resolve_init,
+    save_stage,
+    stage_dir,
+)
+from omnikit.training.data import (
+    BatchConfig,
+    StageData,
+    codec_fit_audio,
+    ensure_cmvn,
+    open_source,
+    stage_cuts,
+)
+from omnikit.training.freezing import apply_trainable, select_trainable
+from omnikit.training.module import ObjectiveSpec, OptimConfig, StageModule
+
+log = logging.getLogger("omnikit.training")
+
+
+class StageError(RuntimeError):
+    """A stage cannot run or finished wrongly (one clear line for the CLI)."""
+
+
+@dataclass
+class TrainerConfig:
+    """Stage option ``trainer`` (passed to ``lightning.Trainer``; strategies scale out unchanged)."""
+
+    max_steps: int = 1000
+    precision: str = "32-true"  # bf16-mixed on GPUs that support it
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float | None = None
+    val_check_interval: int | None = None  # training batches between validations; None = only at the end
+    limit_val_batches: int | float = 1.0
+    log_every_n_steps: int = 50
+    strategy: str = "auto"  # ddp, fsdp, deepspeed_stage_2, ...
+    devices: Any = "auto"
+    num_nodes: int = 1
+    accelerator: str = "auto"
+    checkpoint_every_n_steps: int = 200  # Lightning checkpoints for resuming
+    keep_lightning_checkpoint: bool = False  # keep stages/<stage>/lightning after the stage finishes
+    enable_progress_bar: bool = True
+
+    @classmethod
+    def from_mapping(cls, d: dict[str, Any] | None) -> TrainerConfig:
+        unknown = set(d or {}) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"trainer: unknown keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**(d or {}))
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def stage_config(cfg: DictConfig, name: str) -> dict[str, Any]:
+    if name not in (cfg.get("stages") or {}):
+        raise StageError(f"no stage '{name}' under `stages` (stages: {', '.join(cfg.get('stages') or {})})")
+    return OmegaConf.to_container(cfg.stages[name], resolve=True) or {}
+
+
+def build_objectives(spec: dict[str, Any] | None) -> list[ObjectiveSpec]:
+    out = []
+    for name, value in (spec or {}).items():
+        if isinstance(value, dict):
+            weight, args = float(value.get("weight", 1.0)), value.get("args") or {}
+        else:
+            weight, args = float(value), {}
+        out.append(ObjectiveSpec(name, weight, get_registry("objective").build(name, args)))
+    if not out:
+        raise StageError("a stage needs at least one objective")
+    return out
+
+
+def frozen_slots(cfg: DictConfig) -> list[str]:
+    model = cfg.get("model") or {}
+    return [s for s in model if model[s] is not None and model[s].get("trainable", True) is False]
+
+
+def frozen_digest(model: torch.nn.ModuleDict) -> dict[str, str]:
+    """Per slot, a digest of the parameters that do not train (the LLM's is its own fingerprint)."""
+    out = {}
+    for slot, module in model.items():
+        if slot == "llm" and hasattr(module, "fingerprint"):
+            out[slot] = module.fingerprint()
+            continue
+        h = hashlib.blake2b(digest_size=16)
+        for name, p in sorted(module.named_parameters()):
+            if not p.requires_grad and not p.is_meta:
+                h.update(name.encode())
+                h.update(p.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        out[slot] = h.hexdigest()
+    return out
+
+
+def apply_inits(model: torch.nn.ModuleDict, cfg: DictConfig, stage: dict[str, Any], run_dir: Path) -> set[str]:
+    """Model-level ``init`` files first, then the stage's ``init`` hand-offs. Returns the initialised slots."""
+    done: set[str] = set()
+    for slot in model:
+        spec = OmegaConf.select(cfg, f"model.{slot}.init", default=None)
+        if spec:
+            load_slot(model, slot, resolve_init(str(spec), run_dir))
+            done.add(slot)
+    for slot, spec in (stage.get("init") or {}).items():
+        if slot not in model:
+            raise StageError(f"init.{slot}: the recipe builds no '{slot}'")
+        load_slot(model, slot, resolve_init(str(spec), run_dir))
+        done.add(slot)
+    return done
+
+
+class LossHistory(Callback):
+    """Records the training loss of every optimizer step (for ``done.json``: did the loss go down?)."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, float]] = []
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            self.steps.append((trainer.global_step, float(loss.detach())))
+
+
+# ---------------------------------------------------------------------------------------------- a stage
+def run_stage(cfg: DictConfig, run_dir: Path, name: str) -> dict[str, Any]:
+    """Train one stage to its ``max_steps`` (resuming if interrupted); returns its ``done.json`` record."""
+    run_dir = Path(run_dir)
+    if is_done(run_dir, name):
+        log.info("stage %s: already done, skipping", name)
+        print(f"[omnikit] stage {name}: done already ({stage_dir(run_dir, name)}), skipping")
+        return read_done(run_dir, name)
+    t0 = time.time()
+    stage = stage_config(cfg, name)
+    schedule = list(cfg.get("schedule") or [])
+    seed = int(cfg.get("seed", 0)) + (schedule.index(name) if name in schedule else 0)
+    L.seed_everything(seed, workers=True, verbose=False)
+    objectives = build_objectives(stage.get("objectives"))
+    needs = set().union(*(set(getattr(o.objective, "inputs", ("feats",))) for o in objectives))
+    trainer_cfg = TrainerConfig.from_mapping(stage.get("trainer"))
+    batch_cfg = BatchConfig.from_mapping(stage.get("batch"))
+    optim_cfg = OptimConfig.from_mapping(stage.get("optim"))
+
+    model = build_model(cfg)
+    initialised = apply_inits(model, cfg, stage, run_dir)
+
+    data = stage.get("data") or {}
+    if not data.get("source") or not data.get("train"):
+        raise StageError(f"stages.{name}.data needs `source` and `train`")
+    plugin, root = open_source(cfg, run_dir, data["source"])
+    train_cuts = stage_cuts(plugin, root, data["train"])
+    val_cuts = stage_cuts(plugin, root, data.get("val"))
+    if "feats" in needs and "encoder" in model and "encoder" not in initialised:
+        cmvn = ensure_cmvn(run_dir, train_cuts, batch_cfg.cmvn_max_cuts)
+        enc_cmvn = getattr(model["encoder"], "cmvn", None)
+        if enc_cmvn is not None and hasattr(enc_cmvn, "load_"):
+            enc_cmvn.load_(cmvn)
+
+    patterns = list(stage.get("trainable") or [])
+    trained = select_trainable(model, patterns, frozen_slots(cfg))
+    apply_trainable(model, trained)
+    whole_slots = [p for p in patterns if p in model]
+    resume = last_lightning_checkpoint(run_dir, name)
+
+    wav_rate = int(model["codec"].sample_rate) if "codec" in model else 16_000
+    if "codec" in whole_slots and hasattr(model["codec"], "fit_from_data") and resume is None:
+        fit_cuts = max((getattr(o.objective.config, "fit_max_cuts", 0) for o in objectives), default=0)
+        if fit_cuts:
+            print(f"[omnikit] stage {name}: fitting the codec on {fit_cuts} cuts at most (fit_from_data)")
+            model["codec"].fit_from_data(codec_fit_audio(train_cuts, wav_rate, fit_cuts))
+
+    before = frozen_digest(model)
+    n_train = count_parameters(model, trainable_only=True)
+    print(f"[omnikit] stage {name}: training {n_train:,} of {count_parameters(model):,} parameters "
+          f"({', '.join(patterns)}); objectives: {', '.join(o.name for o in objectives)}"
+          + (f"; resuming from {resume}" if resume else ""))
+
+    module = StageModule(model, objectives, optim_cfg, trainer_cfg.max_steps)
+    datamodule = StageData(train_cuts, val_cuts, needs, wav_rate, batch_cfg, seed)
+    out = stage_dir(run_dir, name)
+    history = LossHistory()
+    callbacks: list[Callback] = [
+        ModelCheckpoint(dirpath=out / "lightning", save_last=True, save_top_k=0,
+                        every_n_train_steps=trainer_cfg.checkpoint_every_n_steps),
+        LearningRateMonitor(logging_interval="step"),
+        history,
+    ]
+    loggers = [
+        CSVLogger(run_dir / "logs", name=name, version=""),
+        TensorBoardLogger(run_dir / "logs", name=name, version="", default_hp_metric=False),
+    ]
+    trainer = L.Trainer(
+        max_steps=trainer_cfg.max_steps, max_epochs=-1, precision=trainer_cfg.precision,
+        accumulate_grad_batches=trainer_cfg.accumulate_grad_batches,
+        gradient_clip_val=trainer_cfg.gradient_clip_val,
+        val_check_interval=trainer_cfg.val_check_interval, check_val_every_n_epoch=None,
+        limit_val_batches=trainer_cfg.limit_val_batches if val_cuts is not None else 0,
+        log_every_n_steps=trainer_cfg.log_every_n_steps, strategy=trainer_cfg.strategy,
+        devices=trainer_cfg.devices, num_nodes=trainer_cfg.num_nodes, accelerator=trainer_cfg.accelerator,
+        default_root_dir=out, logger=loggers, callbacks=callbacks, use_distributed_sampler=False,
+        num_sanity_val_steps=0, enable_progress_bar=trainer_cfg.enable_progress_bar,
+        enable_model_summary=False,
+    )
+    # Our own checkpoint files; weights_only=True all the same (no arbitrary unpickling).
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True)
+    if trainer.global_step < trainer_cfg.max_steps:
+        raise StageError(f"stage {name} stopped at step {trainer.global_step} of {trainer_cfg.max_steps}; "
+                         f"re-run to resume from {out / 'lightning'}")
+    if trainer.global_rank != 0:
+        return {}
+
+    model.cpu()
+    after = frozen_digest(model)
+    changed = [s for s in before if before[s] != after[s]]
+    if changed:
+        raise StageError(f"stage {name} changed frozen weights of {', '.join(changed)} "
+                         f"(LLM fingerprint {before.get('llm')} -> {after.get('llm')})")
+    save_stage(run_dir, name, model, trained, whole_slots, cfg)
+    losses = [v for _, v in history.steps]
+    k = max(1, min(10, len(losses) // 4))
+    info = {
+        "stage": name,
+        "steps": int(trainer.global_step),
+        "trained": patterns,
+        "trained_parameters": n_train,
+        "objectives": [o.name for o in objectives],
+        "frozen_digest": after,
+        "llm_fingerprint": after.get("llm"),
+        "loss_start": sum(losses[:k]) / k if losses else None,
+        "loss_end": sum(losses[-k:]) / k if losses else None,
+        "resumed": resume is not None,
+        "bad_audio_skipped": module.bad_audio,
+        "seconds": round(time.time() - t0, 2),
+        "trainer": asdict(trainer_cfg),
+    }
+    mark_done(run_dir, name, info)
+    if not trainer_cfg.keep_lightning_checkpoint:
+        shutil.rmtree(out / "lightning", ignore_errors=True)
+    print(f"[omnikit] stage {name}: done in {info['seconds']} s, loss {info['loss_start']} -> {info['loss_end']}")
+    return info
+
+
+# ---------------------------------------------------------------------------------------------- recipe
+def check_schedule(cfg: DictConfig, stages: list[str]) -> None:
+    """``init: stage:<x>`` must name a stage that runs earlier in the schedule."""
+    schedule = list(cfg.get("schedule") or [])
+    problems = []
+    for name in stages:
+        for slot, spec in (stage_config(cfg, name).get("init") or {}).items():
+            if isinstance(spec, str) and spec.startswith(STAGE_PREFIX):
+                src = spec[len(STAGE_PREFIX):]
+                if src not in schedule or (name in schedule and schedule.index(src) >= schedule.index(name)):
+                    problems.append(f"stages.{name}.init.{slot}: '{src}' is not an earlier stage of the schedule")
+    if problems:
+        raise StageError("; ".join(problems))
+
+
+def run_recipe(cfg: DictConfig, run_dir: Path, stage: str | None = None, dry_run: bool = False) -> None:
+    """Train the recipe's schedule (or one ``stage``) into ``run_dir``; ``dry_run`` builds on the meta device and
+    prints the parameter table instead."""
+    schedule = list(cfg.get("schedule") or [])
+    if stage is not None and stage not in schedule:
+        raise StageError(f"stage '{stage}' is not in the schedule ({', '.join(schedule)})")
+    stages = [stage] if stage else schedule
+    check_schedule(cfg, schedule)
+    if dry_run:
+        from omnikit.training.dry_run import dry_run_report
+
+        print(dry_run_report(cfg, schedule))
+        return
+    for name in stages:
+        run_stage(cfg, Path(run_dir), name)
