@@ -102,6 +102,10 @@ class Attention(nn.Module):
         b, n, _ = x.shape
         return x.view(b, n, self.heads, self.head_dim).transpose(1, 2)
 
+    def kv(self, x: Tensor, cos: Tensor, sin: Tensor) -> KV:
+        """Only the post-RoPE keys and values of ``x`` (when nothing reads this layer's output)."""
+        return apply_rope(self._split(self.k_proj(x)), cos, sin), self._split(self.v_proj(x))
+
     def forward(
         self,
         x: Tensor,
@@ -116,9 +120,7 @@ class Attention(nn.Module):
         Returns the output and this call's own post-RoPE (k, v), which a prefix layer hands to the decoder.
         """
         q = apply_rope(self._split(self.q_proj(x)), cos, sin)
-        k = apply_rope(self._split(self.k_proj(x)), cos, sin)
-        v = self._split(self.v_proj(x))
-        own = (k, v)
+        k, v = own = self.kv(x, cos, sin)
         if cache is not None:
             k, v = cache.append(k, v)
         elif past is not None:
@@ -169,6 +171,10 @@ class DecoderLayer(nn.Module):
         x = x + self.drop(h)
         x = x + self.drop(self.mlp(self.post_attn_norm(x)))
         return x, own
+
+    def kv(self, x: Tensor, cos: Tensor, sin: Tensor) -> KV:
+        """This layer's keys and values for input ``x``, skipping attention and MLP."""
+        return self.attn.kv(self.input_norm(x), cos, sin)
 
 
 def padding_mask(lens: Tensor, length: int) -> Tensor:

@@ -104,7 +104,11 @@ class PreNet(nn.Module):
 
 class PrefixDecoder(nn.Module):
     """NAR prefix decoder over the LLM last-layer hidden states: layer l's post-RoPE K/V become the prefix
-    attended to by layer l of the shared decoder. Bidirectional over the prefix, positions 0..P-1."""
+    attended to by layer l of the shared decoder. Bidirectional over the prefix, positions 0..P-1.
+
+    The last layer's attention output, MLP and post-attention norm are never read (only its K/V are), so
+    they are skipped and receive no gradient; they exist for the paper's layer layout and parameter count.
+    (Under DDP use ``find_unused_parameters=True`` or freeze them.)"""
 
     def __init__(self, cfg: NARARConfig, cond_dim: int) -> None:
         super().__init__()
@@ -119,9 +123,12 @@ class PrefixDecoder(nn.Module):
         valid = padding_mask(lens, n)
         mask = no_empty_rows(valid[:, None, None, :].expand(b, 1, n, n))
         kvs = []
-        for layer in self.layers:
-            x, kv = layer(x, cos, sin, mask)
-            kvs.append(kv)
+        for i, layer in enumerate(self.layers):
+            if i == len(self.layers) - 1:  # nothing reads the last layer's output, only its K/V
+                kvs.append(layer.kv(x, cos, sin))
+            else:
+                x, kv = layer(x, cos, sin, mask)
+                kvs.append(kv)
         return kvs, lens
 
 
@@ -276,8 +283,11 @@ class NARARSpeechDecoder(nn.Module):
         n_h = h.shape[1]
         cos, sin = self.rotary(torch.arange(n_h, device=dev)[None], h.dtype)
         x = h
-        for layer, cache in zip(self.layers, caches, strict=True):
-            x, _ = layer(x, cos, sin, None, cache=cache)  # single item, all valid: fully bidirectional
+        for i, (layer, cache) in enumerate(zip(self.layers, caches, strict=True)):
+            if i == len(self.layers) - 1:  # H needs no logits: the last layer only contributes K/V
+                cache.append(*layer.kv(x, cos, sin))
+            else:
+                x, _ = layer(x, cos, sin, None, cache=cache)  # single item, all valid: fully bidirectional
         return DecoderState(caches=caches, position=n_h)
 
     @torch.no_grad()
