@@ -67,3 +67,12 @@ def test_paper_adapter_size_on_meta():
     assert sum(p.numel() for p in ad.parameters()) == 17_835_520
     with pytest.raises(ValueError):
         CNNSubsamplingAdapter(CNNSubsamplingConfig(kernel_size=1, stride=2), in_dim=4, out_dim=4)
+
+
+def test_adapters_move_with_module_to():
+    """Regression: a method named ``_apply`` once shadowed nn.Module._apply and broke ``.to()``."""
+    for ad in (CNNSubsamplingAdapter(CNNSubsamplingConfig(), in_dim=4, out_dim=3),
+               LinearAdapter(LinearAdapterConfig(stack=2), in_dim=4, out_dim=3)):
+        ad = ad.to(torch.float64)
+        y, _ = ad(torch.randn(1, 8, 4, dtype=torch.float64), torch.tensor([8]))
+        assert y.dtype == torch.float64 and y.shape == (1, 4, 3)

@@ -162,3 +162,16 @@ def test_paper_size_on_meta_device():
     assert sum(p.numel() for p in enc.parameters()) == 357_950_464  # the spec's count, exactly
     assert sum(p.numel() for p in ad.parameters()) == 17_835_520
     assert enc.output_dim == 1024 and enc.ctc_vocab_size == 0
+
+
+def test_fit_cmvn_normalises_inputs_and_is_saved_in_state_dict():
+    enc = tiny()
+    g = torch.Generator().manual_seed(0)
+    feats = [torch.randn(50, 80, generator=g) * 2 + 7 for _ in range(3)]
+    enc.fit_cmvn(feats)
+    assert torch.allclose(enc.cmvn.mean, torch.cat(feats).mean(0), atol=1e-4)
+    state = enc.state_dict()
+    assert "cmvn.mean" in state and "cmvn.istd" in state
+    fresh = tiny()
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.cmvn.istd, enc.cmvn.istd)

@@ -48,14 +48,14 @@ class CNNSubsamplingAdapter(nn.Module):
         self.norm = nn.LayerNorm(hidden, eps=config.norm_eps)
         self.proj = nn.Linear(hidden, out_dim)
 
-    def _apply(self, x: Tensor) -> Tensor:
+    def _project(self, x: Tensor) -> Tensor:
         """``(B, L, in_dim)`` already holding its left context -> ``(B, (L-k)//s + 1, out_dim)``."""
         y = self.conv(x.transpose(1, 2)).transpose(1, 2)
         return self.proj(F.gelu(self.norm(y)))
 
     def forward(self, x: Tensor, lens: Tensor) -> tuple[Tensor, Tensor]:
         x = F.pad(x, (0, 0, self.config.kernel_size - 1, 0))
-        y = self._apply(x)
+        y = self._project(x)
         out_lens = torch.div(lens + self.config.stride - 1, self.config.stride, rounding_mode="floor")
         return y, out_lens.clamp_max(y.shape[1])
 
@@ -70,5 +70,5 @@ class CNNSubsamplingAdapter(nn.Module):
             cache = x.new_zeros(x.shape[0], k - 1, x.shape[2])
         seq = torch.cat([cache, x], dim=1)
         n_out = max(0, (seq.shape[1] - k) // s + 1)
-        y = self._apply(seq) if n_out > 0 else x.new_zeros(x.shape[0], 0, self.out_dim)
+        y = self._project(seq) if n_out > 0 else x.new_zeros(x.shape[0], 0, self.out_dim)
         return y, CNNSubsamplingState(cache=seq[:, s * n_out :].detach())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -146,6 +147,11 @@ class ChunkTransformerEncoder(nn.Module):
         return EncoderOutput(hidden=hidden, lens=out_lens, ctc_logits=logits)
 
     # ---- streaming
+    def fit_cmvn(self, feats: Iterable[Tensor]) -> None:
+        """Set the global CMVN from raw fbank features ``(T, input_dim)`` (do this before training stage 1;
+        the stats are buffers, saved with the encoder's weights)."""
+        self.cmvn.load_(GlobalCMVN.compute(feats))
+
     def init_state(self) -> ChunkTransformerState:
         return ChunkTransformerState()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -107,6 +108,11 @@ class SpeechBrainConformerEncoder(nn.Module):
         h, _ = self.conformer(x, src_mask=mask, src_key_padding_mask=pad, pos_embs=self.pos(x),
                               dynchunktrain_config=dcc)
         return EncoderOutput(hidden=h, lens=out_lens, ctc_logits=self._head(h))
+
+    def fit_cmvn(self, feats: Iterable[Tensor]) -> None:
+        """Set the global CMVN from raw fbank features ``(T, input_dim)`` (do this before training stage 1;
+        the stats are buffers, saved with the encoder's weights)."""
+        self.cmvn.load_(GlobalCMVN.compute(feats))
 
     def init_state(self) -> SBConformerState:
         return SBConformerState()
