@@ -1,0 +1,465 @@
+"""The ``speech_world`` dataset: an offline, synthetic world of spoken questions, answers and duplex streams.
+
+``prepare(root)`` builds everything under ``root`` (cached, deterministic for a seed); ``cuts(part, root)``
+returns a lhotse ``CutSet``. What is built, per split (train/dev/test):
+
+- text: fact questions (countries, elements; several phrasings, the last phrasing kept out of training),
+  open questions (WordNet words, elements) and plain sentences (WordNet examples, element descriptions,
+  stdlib docstrings). Splits are disjoint by entity (a country, an element) and by topic (WordNet
+  lexicographer files), so test asks about facts and topics never heard in training.
+- answers: the frozen LLM answers every question as text (an injectable ``answerer``), cached in
+  ``root/answers.jsonl``.
+- ``asr_*``: every question and plain sentence spoken by a user voice at 16 kHz, augmented.
+- ``dialogue_*``: the question recordings with ``custom["question"]``/``["answer"]``/``["reference"]``.
+- ``duplex_*``: streams of questions, pauses, statements and noise with per-160 ms-chunk state labels.
+- ``tts_train``/``tts_dev``: the assistant voice (hibari ``heart``) speaking answers and plain sentences.
+
+Voices: held-out voices appear only in dev (``dev_voices``) or test (``test_voices``) and are marked with
+``custom["voice_seen"] = False``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from omnikit.data.world import duplex as dx
+from omnikit.data.world.augment import augment
+from omnikit.data.world.facts import Question, all_fact_questions
+from omnikit.data.world.opendomain import (
+    Sentence,
+    element_questions,
+    element_sentences,
+    stdlib_sentences,
+    word_questions,
+    wordnet_sentences,
+)
+from omnikit.data.world.splits import SPLITS, rng_for, split_of
+from omnikit.data.world.voices import DEFAULT_VOICES, speak, split_voices
+from omnikit.registry import param
+
+PARTS = [f"{g}_{s}" for g in ("asr", "dialogue", "duplex") for s in SPLITS] + ["tts_train", "tts_dev"]
+FORMAT_VERSION = 1
+
+Answerer = Callable[[str], str]
+
+
+@dataclass
+class SpeechWorldConfig:
+    seed: int = param(0, "Seed of every random choice (texts, voices, delivery, augmentation, layout).")
+    scale: float = param(1.0, "Multiplies every count below; e.g. 0.01 for a tiny test build.")
+    fact_questions: int = param(900, "Spoken fact questions over all splits (countries, elements).")
+    open_questions: int = param(500, "Spoken open-domain questions (WordNet words, elements).")
+    plain_sentences: int = param(1000, "Plain sentences for ASR (also the statements of duplex streams).")
+    duplex_examples: int = param(500, "Duplex streams over all splits.")
+    tts_plain_sentences: int = param(200, "Plain sentences spoken by the assistant voice, besides the answers.")
+    dev_fraction: float = param(0.1, "Share of entities (and of each count) in dev.")
+    test_fraction: float = param(0.1, "Share of entities (and of each count) in test.")
+    dev_topics: list[str] = param(
+        factory=lambda: ["noun.body", "noun.shape", "verb.emotion"], doc="WordNet topics only in dev."
+    )
+    test_topics: list[str] = param(
+        factory=lambda: ["noun.food", "noun.plant", "verb.consumption", "verb.weather"],
+        doc="WordNet topics only in test (open-domain test items on topics absent from training).",
+    )
+    voices: list[str] = param(
+        factory=lambda: list(DEFAULT_VOICES), doc="User voice ids: hibari:heart, piper:joe, espeak:<accent>."
+    )
+    dev_voices: list[str] = param(factory=lambda: ["espeak:en-US-nyc"], doc="Voices heard in dev and test only.")
+    test_voices: list[str] = param(factory=lambda: ["espeak:en-029"], doc="Voices heard in test only.")
+    unseen_voice_fraction: float = param(0.5, "In dev/test, share of utterances spoken by held-out voices.")
+    sample_rate: int = param(16_000, "Rate (Hz) of user speech (asr, dialogue, duplex).")
+    tts_voice: str = param("hibari:heart", "The assistant's voice for the tts parts.")
+    tts_sample_rate: int = param(24_000, "Rate (Hz) of the tts parts (hibari's native rate is 24 kHz).")
+    speed_range: list[float] = param(factory=lambda: [0.85, 1.2], doc="Speaking-rate factor range of user voices.")
+    piper_noise: float = param(0.0, "Piper generator noise; > 0 is more natural but not bit-reproducible.")
+    noise_prob: float = param(0.5, "Probability of additive noise (white/pink/brown) on user speech.")
+    snr_db: list[float] = param(factory=lambda: [5.0, 30.0], doc="SNR range (dB) of additive noise.")
+    reverb_prob: float = param(0.3, "Probability of synthetic-RIR reverberation on user speech.")
+    rt60: list[float] = param(factory=lambda: [0.15, 0.7], doc="Reverberation time range (s).")
+    gain_db: list[float] = param(factory=lambda: [-10.0, 3.0], doc="Random gain range (dB).")
+    pad_range: list[float] = param(factory=lambda: [0.05, 0.4], doc="Silence (s) around asr/dialogue utterances.")
+    respond_chunks: int = param(2, "Chunks labelled respond/ignore after a question/statement ends.")
+    pause_range: list[float] = param(factory=lambda: [0.3, 0.9], doc="Mid-question pause range (s) in duplex.")
+    llm: str = param("smollm2-135m-instruct", "Frozen LLM (HFCausalLM model) that writes the answers.")
+    answer_max_tokens: int = param(64, "Longest answer in LLM tokens.")
+    workers: int = param(1, "Synthesis processes (the machine has 2 cores shared with others).")
+
+
+class LLMAnswerer:
+    """The default answerer: the frozen LLM's greedy text reply, batched with ``transformers`` ``generate``.
+
+    Uses the model and tokenizer of ``HFCausalLM`` (loaded on first use) with its system prompt and chat
+    template; ``batch(questions)`` answers many questions at once (left padding), ``__call__`` one.
+    """
+
+    def __init__(self, model: str, max_new_tokens: int, batch_size: int = 16) -> None:
+        self.model, self.max_new_tokens, self.batch_size = model, max_new_tokens, batch_size
+        self.name = f"{model}:{max_new_tokens}"
+        self._llm: Any = None
+
+    def _load(self) -> Any:
+        if self._llm is None:
+            from omnikit.components.llms.hf_causal_lm import HFCausalLM
+
+            self._llm = HFCausalLM(HFCausalLM.config_class(model=self.model, device="cpu"))
+        return self._llm
+
+    def __call__(self, question: str) -> str:
+        return self.batch([question])[0]
+
+    def batch(self, questions: list[str]) -> list[str]:
+        import torch
+
+        llm = self._load()
+        tok, hf = llm.tokenizer, llm.llm
+        tok.padding_side = "left"
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        system = llm.config.system_prompt
+        texts = [
+            tok.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": q}],
+                                    tokenize=False, add_generation_prompt=True)
+            for q in questions
+        ]
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            out = hf.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
+                              pad_token_id=tok.pad_token_id)
+        return [str(tok.decode(row, skip_special_tokens=True)).strip() for row in out[:, enc["input_ids"].shape[1]:]]
+
+
+def llm_answerer(model: str, max_new_tokens: int) -> Answerer:
+    """The frozen LLM as an answerer (see ``LLMAnswerer``)."""
+    return LLMAnswerer(model, max_new_tokens)
+
+
+def clean_answer(text: str) -> str:
+    """Drop a sentence cut off by the token limit (keep at least the first sentence)."""
+    text = re.sub(r"\s+", " ", text).strip()
+    if text and text[-1] not in ".!?":
+        ends = [m.end() for m in re.finditer(r"[.!?](?=\s)", text)]
+        if ends:
+            text = text[: ends[-1]]
+    return text
+
+
+class SpeechWorldDataset:
+    """Offline synthetic speech world: spoken fact/open questions with LLM answers, ASR, duplex and TTS parts.
+
+    Built from packaged voices (hibari, piper joe, espeak-ng accents) and fact sources (countryinfo,
+    mendeleev, WordNet, stdlib docstrings); splits are disjoint by entity, topic and held-out voice.
+    Pass ``answerer=`` (``str -> str``) to replace the frozen LLM, e.g. in tests.
+    """
+
+    config_class = SpeechWorldConfig
+    parts = PARTS
+
+    def __init__(self, config: SpeechWorldConfig, answerer: Answerer | None = None, **_: Any) -> None:
+        self.config = config
+        self.answerer = answerer or llm_answerer(config.llm, config.answer_max_tokens)
+
+    # ------------------------------------------------------------------ public
+    def cuts(self, part: str, root: Path):
+        """The CutSet of ``part`` (see ``parts``), audio paths resolved under ``root``."""
+        from lhotse import CutSet
+
+        if part not in PARTS:
+            raise ValueError(f"unknown part {part!r}; parts: {PARTS}")
+        path = Path(root) / "manifests" / f"{part}.jsonl.gz"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} missing: run prepare({root}) first")
+        return CutSet.from_jsonl(path).with_recording_path_prefix(str(Path(root).resolve()))
+
+    def fingerprint(self) -> str:
+        """Digest of everything that changes the built data."""
+        cfg = dataclasses.asdict(self.config)
+        cfg.pop("workers")
+        cfg["answerer"] = getattr(self.answerer, "name", "custom")
+        cfg["format"] = FORMAT_VERSION
+        return hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+
+    def prepare(self, root: Path) -> None:
+        """Build every part under ``root``; a second call with the same config returns at once."""
+        root = Path(root)
+        done = root / "prepared.json"
+        if done.exists() and json.loads(done.read_text()).get("fingerprint") == self.fingerprint():
+            return
+        root.mkdir(parents=True, exist_ok=True)
+        plan = self.plan()
+        answers = self._answers(root, [q for s in SPLITS for q in plan[s]["questions"]])
+        jobs = self._jobs(plan, answers)
+        metas = self._render(root, jobs)
+        self._write_manifests(root, jobs, metas, answers)
+        summary = {p: sum(1 for j in jobs if p in j["parts"]) for p in PARTS}
+        done.write_text(json.dumps({"fingerprint": self.fingerprint(), "counts": summary}, indent=1))
+
+    # ------------------------------------------------------------------ text plan
+    def _count(self, n: int, split: str) -> int:
+        c = self.config
+        share = {"train": 1 - c.dev_fraction - c.test_fraction, "dev": c.dev_fraction, "test": c.test_fraction}
+        return max(1, int(round(n * c.scale * share[split]))) if n > 0 else 0
+
+    def _entity_split(self, key: str) -> str:
+        c = self.config
+        if key.startswith(("country:", "element:", "stdlib:")):
+            return split_of(key, c.seed, c.dev_fraction, c.test_fraction)
+        topic = key.split(":")[0]
+        return "test" if topic in c.test_topics else "dev" if topic in c.dev_topics else "train"
+
+    def _sample(self, items: list, n: int, *key: object) -> list:
+        if not items or n <= 0:
+            return []
+        rng = rng_for(self.config.seed, *key)
+        idx = rng.choice(len(items), size=min(n, len(items)), replace=False)
+        return [items[i] for i in sorted(idx)]
+
+    def plan(self) -> dict[str, dict[str, list]]:
+        """Texts per split: ``questions`` (fact and open) and ``sentences``; deterministic for the seed."""
+        c = self.config
+        facts = all_fact_questions()
+        opens = word_questions() + element_questions()
+        sentences = wordnet_sentences() + element_sentences() + stdlib_sentences()
+        out: dict[str, dict[str, list]] = {}
+        for split in SPLITS:
+            def keep(q: Question, split: str = split) -> bool:
+                return self._entity_split(q.entity) == split and (split != "train" or q.template_seen)
+
+            f = self._sample([q for q in facts if keep(q)], self._count(c.fact_questions, split), "facts", split)
+            o = self._sample([q for q in opens if keep(q)], self._count(c.open_questions, split), "open", split)
+            pool = [s for s in sentences if self._entity_split(s.topic) == split]
+            s = self._sample(pool, self._count(c.plain_sentences, split), "plain", split)
+            out[split] = {"questions": f + o, "sentences": s}
+        return out
+
+    # ------------------------------------------------------------------ answers
+    def _answers(self, root: Path, questions: list[Question]) -> dict[str, str]:
+        name = getattr(self.answerer, "name", "custom")
+        cache_path = root / "answers.jsonl"
+        cache: dict[str, str] = {}
+        if cache_path.exists():
+            for line in cache_path.read_text().splitlines():
+                row = json.loads(line)
+                if row["answerer"] == name:
+                    cache[row["question"]] = row["answer"]
+        todo = sorted({q.text for q in questions} - set(cache))
+        size = getattr(self.answerer, "batch_size", 1) if hasattr(self.answerer, "batch") else 1
+        bar = tqdm(total=len(todo), desc="speech_world: answers", disable=not todo)
+        with cache_path.open("a") as f:
+            for i in range(0, len(todo), size):
+                group = todo[i : i + size]
+                raw = self.answerer.batch(group) if size > 1 else [self.answerer(t) for t in group]  # type: ignore[attr-defined]
+                for text, answer in zip(group, raw, strict=True):
+                    cache[text] = clean_answer(answer)
+                    f.write(json.dumps({"answerer": name, "question": text, "answer": cache[text]}) + "\n")
+                f.flush()
+                bar.update(len(group))
+        bar.close()
+        return cache
+
+    # ------------------------------------------------------------------ jobs
+    def _voice(self, split: str, rng: np.random.Generator) -> str:
+        seen, unseen = split_voices(self.config.voices, self.config.dev_voices, self.config.test_voices)[split]
+        if unseen and rng.random() < self.config.unseen_voice_fraction:
+            return str(rng.choice(unseen))
+        return str(rng.choice(seen))
+
+    def _jobs(self, plan: dict[str, dict[str, list]], answers: dict[str, str]) -> list[dict]:
+        c, jobs = self.config, []
+        for split in SPLITS:
+            qs, ss = plan[split]["questions"], plan[split]["sentences"]
+            for i, item in enumerate(qs + ss):
+                uid = f"{split}_utt{i:05d}"
+                is_q = isinstance(item, Question)
+                parts = [f"asr_{split}"] + ([f"dialogue_{split}"] if is_q else [])
+                info = item.to_dict() if is_q else dataclasses.asdict(item)
+                info["kind"] = item.kind if is_q else "plain"
+                jobs.append({"type": "utt", "uid": uid, "split": split, "text": item.text, "parts": parts,
+                             "voice": self._voice(split, rng_for(c.seed, "voice", uid)), "info": info})
+            for i in range(self._count(c.duplex_examples, split)):
+                uid = f"{split}_dup{i:05d}"
+                jobs.append(self._duplex_job(uid, split, qs, ss))
+            if split in ("train", "dev"):
+                tts_texts = [answers[q.text] for q in qs if answers.get(q.text)]
+                extra = self._sample(ss, self._count(c.tts_plain_sentences, split), "tts", split)
+                for i, text in enumerate(tts_texts + [s.text for s in extra]):
+                    kind = "answer" if i < len(tts_texts) else "plain"
+                    jobs.append({"type": "tts", "uid": f"{split}_tts{i:05d}", "split": split, "text": text,
+                                 "parts": [f"tts_{split}"], "voice": c.tts_voice, "info": {"kind": kind}})
+        return jobs
+
+    def _duplex_job(self, uid: str, split: str, qs: list[Question], ss: list[Sentence]) -> dict:
+        rng = rng_for(self.config.seed, "duplex", uid)
+        scenarios = [s for s in dx.SCENARIOS if (qs or "question" not in s) and (ss or "statement" not in s)]
+        weights = np.array([{"question": 3, "paused_question": 3, "statement_then_question": 2,
+                             "noise_then_question": 1, "statement": 2, "noise": 1}[s] for s in scenarios], float)
+        scenario = str(rng.choice(scenarios, p=weights / weights.sum()))
+        question = qs[int(rng.integers(len(qs)))] if "question" in scenario else None
+        statement = ss[int(rng.integers(len(ss)))].text if "statement" in scenario else None
+        voice = self._voice(split, rng)
+        other = self._voice(split, rng) if rng.random() < 0.5 else voice
+        info = {"scenario": scenario, "kind": question.kind if question else "plain",
+                "question": question.to_dict() if question else None, "statement": statement}
+        return {"type": "duplex", "uid": uid, "split": split, "parts": [f"duplex_{split}"], "voice": voice,
+                "other_voice": other, "text": question.text if question else (statement or ""), "info": info}
+
+    # ------------------------------------------------------------------ audio
+    def _render(self, root: Path, jobs: list[dict]) -> list[dict]:
+        cfg = dataclasses.asdict(self.config)
+        args = [(job, cfg, str(root)) for job in jobs]
+        if self.config.workers > 1:
+            with ProcessPoolExecutor(self.config.workers) as pool:
+                it = pool.map(_render_job, args, chunksize=8)
+                return list(tqdm(it, total=len(args), desc="speech_world: audio"))
+        return [_render_job(a) for a in tqdm(args, desc="speech_world: audio")]
+
+    def _write_manifests(self, root: Path, jobs: list[dict], metas: list[dict], answers: dict[str, str]) -> None:
+        from lhotse import AudioSource, CutSet, MonoCut, Recording, SupervisionSegment
+
+        by_part: dict[str, list] = {p: [] for p in PARTS}
+        for job, meta in zip(jobs, metas, strict=True):
+            rec = Recording(job["uid"], [AudioSource("file", [0], meta["path"])], meta["sample_rate"],
+                            meta["num_samples"], meta["num_samples"] / meta["sample_rate"])
+            voice = job["voice"]
+            seen_voices, _ = split_voices(self.config.voices, self.config.dev_voices, self.config.test_voices)["train"]
+            for part in job["parts"]:
+                custom = {"voice": voice, "voice_detail": meta["detail"], "split": job["split"],
+                          "kind": job["info"]["kind"], "voice_seen": voice in seen_voices,
+                          "augment": meta.get("augment", "")}
+                sups = [SupervisionSegment(f"{part}-{job['uid']}", job["uid"], meta["speech_start"],
+                                           meta["speech_dur"], 0, text=job["text"], speaker=voice)]
+                if job["type"] == "utt":
+                    info = job["info"]
+                    custom.update({k: info[k] for k in ("entity", "relation", "reference", "template_seen", "topic",
+                                                         "source") if k in info})
+                    if part.startswith("dialogue"):
+                        custom.update({"question": job["text"], "answer": answers[job["text"]]})
+                elif job["type"] == "duplex":
+                    custom.update(self._duplex_custom(job, meta, answers))
+                    sups = self._duplex_supervisions(part, job, meta)
+                by_part[part].append(MonoCut(f"{part}-{job['uid']}", 0.0, rec.duration, 0, sups, recording=rec,
+                                             custom=custom))
+        out = root / "manifests"
+        out.mkdir(exist_ok=True)
+        for part, cuts in by_part.items():
+            CutSet.from_cuts(cuts).to_file(out / f"{part}.jsonl.gz")
+
+    @staticmethod
+    def _duplex_custom(job: dict, meta: dict, answers: dict[str, str]) -> dict:
+        q = job["info"]["question"]
+        out = {"scenario": job["info"]["scenario"], "state_labels": meta["labels"],
+               "speech_end": meta["speech_end"], "events": meta["events"], "other_voice": job["other_voice"]}
+        if q:
+            out.update({"question": q["text"], "answer": answers[q["text"]], "reference": q["reference"],
+                        "entity": q["entity"], "relation": q["relation"], "template_seen": q["template_seen"],
+                        "kind": q["kind"]})
+        return out
+
+    @staticmethod
+    def _duplex_supervisions(part: str, job: dict, meta: dict) -> list:
+        """The question first (if any), then statements; mid-question pauses stay inside one supervision."""
+        from lhotse import SupervisionSegment
+
+        ev = meta["events"]
+        q = [e for e in ev if e["kind"] == "question_part"]
+        st = [e for e in ev if e["kind"] == "statement"]
+        sups = []
+        if q:
+            sups.append(SupervisionSegment(f"{part}-{job['uid']}-q", job["uid"], q[0]["start"],
+                                           q[-1]["end"] - q[0]["start"], 0, text=job["info"]["question"]["text"],
+                                           speaker=job["voice"]))
+        for k, e in enumerate(st):
+            sups.append(SupervisionSegment(f"{part}-{job['uid']}-s{k}", job["uid"], e["start"], e["end"] - e["start"],
+                                           0, text=e["text"], speaker=job["other_voice"]))
+        if not sups:  # noise only: an empty transcript over the whole stream
+            sups.append(SupervisionSegment(f"{part}-{job['uid']}-n", job["uid"], 0.0, meta["num_samples"] /
+                                           meta["sample_rate"], 0, text="", speaker=None))
+        return sups
+
+
+# ---------------------------------------------------------------------- workers (module level: picklable)
+def _augment(wav: np.ndarray, sr: int, rng: np.random.Generator, cfg: dict) -> tuple[np.ndarray, str]:
+    return augment(wav, sr, rng, noise_prob=cfg["noise_prob"], snr_db=tuple(cfg["snr_db"]),
+                   reverb_prob=cfg["reverb_prob"], rt60=tuple(cfg["rt60"]), gain_db=tuple(cfg["gain_db"]))
+
+
+def _speak(voice: str, text: str, rng: np.random.Generator, cfg: dict, sr: int):
+    return speak(voice, text, rng, sr, tuple(cfg["speed_range"]), cfg["piper_noise"])
+
+
+def _render_job(arg: tuple[dict, dict, str]) -> dict:
+    """Synthesise one job's audio into ``root/audio/<split>/<uid>.wav``; returns what the manifest needs."""
+    job, cfg, root = arg
+    rel = f"audio/{job['split']}/{job['uid']}.wav"
+    path = Path(root) / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = rng_for(cfg["seed"], "audio", job["uid"])
+    meta: dict[str, Any] = {"path": rel}
+    if job["type"] == "tts":
+        sr = cfg["tts_sample_rate"]
+        utt = _speak(job["voice"], job["text"], rng, {**cfg, "speed_range": [1.0, 1.0]}, sr)
+        wav, start = utt.wav, 0.0
+        meta.update(detail=utt.detail, speech_start=0.0, speech_dur=len(wav) / sr)
+    elif job["type"] == "utt":
+        sr = cfg["sample_rate"]
+        utt = _speak(job["voice"], job["text"], rng, cfg, sr)
+        lead, tail = (rng.uniform(*cfg["pad_range"]) for _ in range(2))
+        start = round(lead, 4)
+        wav = np.concatenate([np.zeros(int(start * sr), np.float32), utt.wav, np.zeros(int(tail * sr), np.float32)])
+        wav, aug = _augment(wav, sr, rng, cfg)
+        meta.update(detail=utt.detail, augment=aug, speech_start=start, speech_dur=len(utt.wav) / sr)
+    else:
+        sr = cfg["sample_rate"]
+        wav, extra = _render_duplex(job, cfg, rng, sr)
+        meta.update(extra)
+    sf.write(path, wav, sr, subtype="PCM_16")
+    meta.update(sample_rate=sr, num_samples=len(wav))
+    return meta
+
+
+def _render_duplex(job: dict, cfg: dict, rng: np.random.Generator, sr: int) -> tuple[np.ndarray, dict]:
+    scenario, info = job["info"]["scenario"], job["info"]
+    pieces: list[tuple[str, np.ndarray, str, bool]] = []
+    gaps: list[float] = []
+    details = []
+    if scenario in ("statement_then_question", "statement"):
+        utt = _speak(job["other_voice"], info["statement"], rng, cfg, sr)
+        level = 1.0 if job["other_voice"] == job["voice"] else 10 ** (-rng.uniform(0, 12) / 20)
+        pieces.append(("statement", utt.wav * level, info["statement"], False))
+        gaps.append(float(rng.uniform(0.6, 1.5)))
+        details.append(utt.detail)
+    if scenario in ("noise_then_question", "noise"):
+        pieces.append(("noise", dx.noise_burst(sr, rng, float(rng.uniform(0.3, 1.2))), "", False))
+        gaps.append(float(rng.uniform(0.3, 1.0)))
+    if "question" in scenario:
+        text = info["question"]["text"]
+        voice_seed = int(rng.integers(2**31))
+        texts = dx.split_question(text, rng) if scenario == "paused_question" else (text,)
+        for k, t in enumerate(texts):
+            utt = _speak(job["voice"], t, np.random.default_rng(voice_seed), cfg, sr)
+            pieces.append(("question_part", utt.wav, t, k == len(texts) - 1))
+            details.append(utt.detail)
+            if k < len(texts) - 1:
+                gaps.append(float(rng.uniform(*cfg["pause_range"])))
+    lead = float(rng.uniform(0.1, 1.0))
+    wav, events = dx.lay_out(pieces, sr, rng, gaps, lead, cfg["respond_chunks"])
+    wav, aug = _augment(wav, sr, rng, cfg)
+    labels = dx.chunk_labels(len(wav) / sr, events, cfg["respond_chunks"])
+    speech = [e for e in events if e.kind != "noise"]
+    q = [e for e in events if e.kind == "question_part"]
+    speech_end = q[-1].end if q else (speech[-1].end if speech else None)
+    start = speech[0].start if speech else 0.0
+    return wav, {"detail": " | ".join(details), "augment": aug, "labels": labels, "speech_end": speech_end,
+                 "events": [e.to_dict() for e in events], "speech_start": start,
+                 "speech_dur": (speech_end or len(wav) / sr) - start}
