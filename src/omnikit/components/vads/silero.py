@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +68,9 @@ def packaged_model_path() -> Path:
 @functools.lru_cache(maxsize=4)
 def _load_scripted(path: str) -> torch.jit.ScriptModule:
     """Load once per process: the model is read-only here, so all instances and streams share it."""
-    model = torch.jit.load(path, map_location="cpu")
+    with warnings.catch_warnings():  # torch >= 2.9 deprecates jit.load; the package ships only this format
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = torch.jit.load(path, map_location="cpu")
     model.eval()
     return model
 
