@@ -139,7 +139,7 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=150)
     ap.add_argument("--test", type=int, default=20)
     ap.add_argument("--train-seconds", type=float, default=180.0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -10,6 +10,7 @@ import torchaudio
 from torch import Tensor, nn
 
 from omnikit.components.codecs.kmeans import kmeans, nearest
+from omnikit.components.codecs.losses import concrete_device
 from omnikit.components.codecs.spectrogram_decoder import SpectrogramDecoder
 from omnikit.components.codecs.streaming import WindowedStreamingDecoder
 from omnikit.registry import param
@@ -69,13 +70,15 @@ class MelVQCodec(nn.Module):
         self.codebook_size = int(config.codebook_size)
         self.n_freq = config.n_fft // 2 + 1
         self.token_dim = config.n_mels * config.frames_per_token
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop, n_mels=config.n_mels, power=1.0
-        )
-        self.spec = torchaudio.transforms.Spectrogram(n_fft=config.n_fft, hop_length=config.hop, power=1.0)
-        self.inverse_mel = torchaudio.transforms.InverseMelScale(
-            n_stft=self.n_freq, n_mels=config.n_mels, sample_rate=config.sample_rate
-        )
+        with concrete_device():
+            self.mel = torchaudio.transforms.MelSpectrogram(
+                sample_rate=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop, n_mels=config.n_mels,
+                power=1.0,
+            )
+            self.spec = torchaudio.transforms.Spectrogram(n_fft=config.n_fft, hop_length=config.hop, power=1.0)
+            self.inverse_mel = torchaudio.transforms.InverseMelScale(
+                n_stft=self.n_freq, n_mels=config.n_mels, sample_rate=config.sample_rate
+            )
         self.register_buffer("gl_window", torch.hann_window(config.n_fft), persistent=False)
         g = torch.Generator().manual_seed(config.seed)
         # Unfitted codebook: plausible quiet log-mel vectors, so an unfitted codec still runs end to end.

@@ -111,7 +111,7 @@ def log_mel_distance(a: Tensor, b: Tensor, sample_rate: int, n_mels: int = 80, e
 
     n_fft = int(round(0.025 * sample_rate))
     mel = torchaudio.transforms.MelSpectrogram(
-        sample_rate=sample_rate, n_fft=n_fft, hop_length=n_fft * 2 // 5, n_mels=n_mels, power=1.0
+        sample_rate=sample_rate, n_fft=n_fft, hop_length=n_fft * 2 // 5, n_mels=min(n_mels, n_fft // 4), power=1.0
     )
     n = min(a.numel(), b.numel())
     la = torch.log(mel(a.reshape(-1)[:n].float()) + eps)
