@@ -119,7 +119,15 @@ def test_multi_turn_commit_order():
         s.run(sm.answer_done())
     commits = [a.turn for a in s.log if a.kind is A.COMMIT_FORK]
     assert commits == [1, 2, 3]
-    assert s.committed == ["system", "user:one", "bot:re-one", "user:two", "bot:re-two", "user:three", "bot:re-three"]
+    assert s.committed == [
+        "system",
+        "user:one",
+        "bot:re-one",
+        "user:two",
+        "bot:re-two",
+        "user:three",
+        "bot:re-three",
+    ]
 
 
 def test_answer_finishing_during_barge_in_keeps_hearing_and_stale_done_is_ignored():
@@ -142,6 +150,10 @@ def test_speech_start_while_fork_open_is_a_no_op_and_reset_stops_everything():
     s.run(sm.speech_start())
     assert sm.speech_start() == []
     actions = sm.reset()
-    assert actions == [Action(A.INTERRUPT_ANSWER, answer=1), Action(A.DROP_FORK, turn=2), Action(A.RESET_CONVERSATION)]
+    assert actions == [
+        Action(A.INTERRUPT_ANSWER, answer=1),
+        Action(A.DROP_FORK, turn=2),
+        Action(A.RESET_CONVERSATION),
+    ]
     s.run(actions)
     assert sm.state is DialogueState.LISTENING and s.committed == ["system"] and s.playing == {}

@@ -15,19 +15,23 @@ from omnikit.registry import param
 @dataclass
 class StateHeadPolicyConfig:
     respond_threshold: float = param(0.5, "RESPOND when P(respond) exceeds this (Freeze-Omni: 0.5).")
-    ignore_threshold: float = param(0.5, "IGNORE when P(ignore) exceeds this; checked first (Freeze-Omni: 0.5).")
+    ignore_threshold: float = param(
+        0.5, "IGNORE when P(ignore) exceeds this; checked first (Freeze-Omni: 0.5)."
+    )
     respond_index: int = param(STATES.index("respond"), "Index of the respond state in the head's output.")
     ignore_index: int = param(STATES.index("ignore"), "Index of the ignore state in the head's output.")
     from_logits: bool = param(
-        False, "state_probs are raw logits: softmax over the first `num_states` entries (drops the dummy class)."
+        False,
+        "state_probs are raw logits: softmax over the first `num_states` entries (drops the dummy class).",
     )
     num_states: int = param(len(STATES), "States used at inference when `from_logits` (Freeze-Omni: 3 of 4).")
     min_speech_ms: float = param(
         0.0, "RESPOND is only allowed after this much speech in the turn (Freeze-Omni: 0, no minimum)."
     )
     silence_timeout_ms: float = param(
-        2000.0, "End the turn after this much trailing silence without a head decision (0 = never); the "
-        "server's VAD end (min silence 2000 ms)."
+        2000.0,
+        "End the turn after this much trailing silence without a head decision (0 = never); the "
+        "server's VAD end (min silence 2000 ms).",
     )
     timeout_decision: Literal["ignore", "respond"] = param(
         "ignore", "Decision at the silence time-out: 'ignore' (Freeze-Omni's `el`) or 'respond'."
@@ -66,7 +70,11 @@ class StateHeadPolicy:
                 decision = Decision.IGNORE
             elif float(probs[c.respond_index]) > c.respond_threshold and state.speech_ms >= c.min_speech_ms:
                 decision = Decision.RESPOND
-        if decision is Decision.LISTEN and c.silence_timeout_ms > 0 and state.silence_ms >= c.silence_timeout_ms:
+        if (
+            decision is Decision.LISTEN
+            and c.silence_timeout_ms > 0
+            and state.silence_ms >= c.silence_timeout_ms
+        ):
             decision = Decision(c.timeout_decision)
         if decision.ends_turn:
             state.reset()

@@ -17,7 +17,8 @@ class VADEndpointPolicyConfig:
         160.0, "Speech needed in the turn before an endpoint counts; shorter turns end as IGNORE."
     )
     no_speech_timeout_ms: float = param(
-        2000.0, "IGNORE a turn with less than `min_speech_ms` of speech after this much trailing silence (0 = never)."
+        2000.0,
+        "IGNORE a turn with less than `min_speech_ms` of speech after this much trailing silence (0 = never).",
     )
 
 

@@ -37,8 +37,9 @@ RNN_STATE_SHAPE = (2, 1, 128)
 class SileroVADConfig:
     sample_rate: int = param(16000, "Audio rate (Hz): 16000 or 8000.")
     window: int = param(
-        512, "Samples per decision: a multiple of the native window (512 at 16 kHz, 256 at 8 kHz). A longer "
-        "window is scored as consecutive native windows and reports their maximum."
+        512,
+        "Samples per decision: a multiple of the native window (512 at 16 kHz, 256 at 8 kHz). A longer "
+        "window is scored as consecutive native windows and reports their maximum.",
     )
     threshold: float = param(0.8, "Speech when the probability is at least this (Freeze-Omni server: 0.8).")
     model_path: str | None = param(

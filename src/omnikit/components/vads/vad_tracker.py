@@ -32,13 +32,20 @@ from omnikit.registry import param
 
 @dataclass
 class SpeechTrackerConfig:
-    threshold: float | None = param(None, "Speech when a window's probability is at least this; None: the VAD's.")
+    threshold: float | None = param(
+        None, "Speech when a window's probability is at least this; None: the VAD's."
+    )
     neg_threshold_offset: float = param(
-        0.15, "Silence (for the end timer) is a probability below threshold minus this (silero iterator: 0.15)."
+        0.15,
+        "Silence (for the end timer) is a probability below threshold minus this (silero iterator: 0.15).",
     )
     min_silence_ms: float = param(2000.0, "Silence that ends a speech segment (Freeze-Omni server: 2000 ms).")
-    speech_pad_ms: float = param(30.0, "Padding added to reported start/end sample positions (server: 30 ms).")
-    pre_roll_chunks: int = param(6, "Chunks before the trigger returned with a START (server: 6, about 960 ms).")
+    speech_pad_ms: float = param(
+        30.0, "Padding added to reported start/end sample positions (server: 30 ms)."
+    )
+    pre_roll_chunks: int = param(
+        6, "Chunks before the trigger returned with a START (server: 6, about 960 ms)."
+    )
 
 
 class SpeechEventKind(StrEnum):
