@@ -72,3 +72,5 @@ def test_registered_and_index_check():
     assert step(policy, policy.init_state(), torch.tensor([0.0, 0.3, 0.7])) is D.LISTEN
     with pytest.raises(ValueError):
         StateHeadPolicy(StateHeadPolicyConfig(respond_index=2, ignore_index=2))
+    with pytest.raises(ValueError, match="timeout_decision"):
+        StateHeadPolicy(StateHeadPolicyConfig(timeout_decision="listen"))

@@ -47,6 +47,10 @@ class StateHeadPolicy:
         self.config = config
         if config.respond_index == config.ignore_index:
             raise ValueError("state_head policy: respond_index and ignore_index must differ")
+        if config.timeout_decision not in ("ignore", "respond"):
+            raise ValueError(
+                f"state_head policy: timeout_decision must be 'ignore' or 'respond', got {config.timeout_decision!r}"
+            )
 
     def init_state(self) -> TurnState:
         return TurnState()
