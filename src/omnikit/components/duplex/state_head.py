@@ -49,7 +49,7 @@ class StateHeadPolicy:
             raise ValueError("state_head policy: respond_index and ignore_index must differ")
         if config.timeout_decision not in ("ignore", "respond"):
             raise ValueError(
-                f"state_head policy: timeout_decision must be 'ignore' or 'respond', got {config.timeout_decision!r}"
+                f"state_head policy: timeout_decision must be ignore or respond, not {config.timeout_decision!r}"
             )
 
     def init_state(self) -> TurnState:
