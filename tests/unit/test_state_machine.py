@@ -1,4 +1,4 @@
-"""Dialogue state machine on scripted decisions: turns, barge-in, ignore while speaking or idle, commit order."""
+"""State machine on scripted decisions: turns, barge-in, ignore while speaking or idle, commit order."""
 
 from __future__ import annotations
 

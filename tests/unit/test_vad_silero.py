@@ -1,4 +1,4 @@
-"""silero VAD: real speech vs silence/noise, caller-owned state equal to the package's stateful model, offline load."""
+"""silero VAD: speech vs silence/noise, state equal to the package's stateful model, offline load."""
 
 from __future__ import annotations
 

@@ -61,7 +61,7 @@ def test_start_carries_the_pre_roll_chunks_oldest_first():
 def test_end_fires_only_after_min_silence():
     tracker = SpeechTracker(ScriptedVAD(), SpeechTrackerConfig(min_silence_ms=2000))
     out, _ = run(tracker, [0.9] * 3 + [0.0] * 16)
-    # 2000 ms = 32000 samples = 62.5 windows -> the 63rd silent window, in the 13th silent chunk (index 3 + 12)
+    # 2000 ms = 62.5 windows -> the 63rd silent window, in the 13th silent chunk (index 3 + 12)
     assert kinds(out)[3:15] == ["continue"] * 12
     end = out[15][0]
     assert end.kind is K.END and end.chunks == [] and end.sample == 3 * CHUNK + 480

@@ -37,7 +37,7 @@ class DialogueState(StrEnum):
 
 class ActionKind(StrEnum):
     FORK_CONVERSATION = "fork_conversation"
-    """Copy the committed conversation into a new fork (``turn``) and start feeding the turn's audio into it."""
+    """Copy the committed conversation into a new fork (``turn``); the turn's audio is fed into it."""
     COMMIT_FORK = "commit_fork"
     """The fork ``turn`` becomes the committed conversation."""
     DROP_FORK = "drop_fork"

@@ -1,4 +1,4 @@
-"""The duplex-policy kind: per audio chunk of a user turn, decide whether to keep listening, answer, or drop it.
+"""The duplex-policy kind: per chunk of a user turn, decide whether to keep listening, answer, or drop it.
 
 A policy is driven by the session for every chunk of an open user turn (from the VAD start until the policy
 returns a terminal decision), with what is known about that chunk:
@@ -66,4 +66,4 @@ class DuplexPolicy(Protocol):
     def on_chunk(
         self, state: TurnState, *, is_speech: bool, state_probs: Tensor | None, chunk_ms: float
     ) -> Decision:
-        """Update ``state`` with one chunk of the open turn and decide; a terminal decision resets ``state``."""
+        """Update ``state`` with one chunk of the open turn and decide; a terminal decision resets it."""

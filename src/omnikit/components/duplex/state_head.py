@@ -1,4 +1,4 @@
-"""Freeze-Omni's duplex policy: the LLM state head decides, a VAD silence time-out is the fallback (§3.4, §3.5)."""
+"""Freeze-Omni's duplex policy: the LLM state head decides; a VAD silence time-out is the fallback (§3.4)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ class StateHeadPolicy:
             raise ValueError("state_head policy: respond_index and ignore_index must differ")
         if config.timeout_decision not in ("ignore", "respond"):
             raise ValueError(
-                f"state_head policy: timeout_decision must be ignore or respond, not {config.timeout_decision!r}"
+                f"state_head: timeout_decision must be ignore or respond, not {config.timeout_decision!r}"
             )
 
     def init_state(self) -> TurnState:

@@ -18,7 +18,7 @@ class VADEndpointPolicyConfig:
     )
     no_speech_timeout_ms: float = param(
         2000.0,
-        "IGNORE a turn with less than `min_speech_ms` of speech after this much trailing silence (0 = never).",
+        "IGNORE a turn with under `min_speech_ms` of speech after this much trailing silence (0 = never).",
     )
 
 

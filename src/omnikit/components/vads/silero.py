@@ -77,7 +77,7 @@ def _load_scripted(path: str) -> torch.jit.ScriptModule:
 
 
 class SileroVAD:
-    """Silero neural VAD (offline weights from the silero-vad package), streaming state owned by the caller."""
+    """Silero neural VAD (offline weights from the silero-vad package); caller-owned streaming state."""
 
     config_class = SileroVADConfig
 

@@ -13,7 +13,7 @@ samples at 16 kHz by default); each chunk is scored window by window and yields 
   silero iterator: 0.8 - 0.15 = 0.65 with the server's settings). ``chunks`` is empty: trailing silence is not
   fed. In Freeze-Omni this is only a time-out (``el``); the duplex policy usually ends the turn first.
 
-``speech_pad_ms`` only widens the reported sample positions (``start_sample``/``end_sample``), as in the silero
+``speech_pad_ms`` only widens the reported sample positions (``SpeechEvent.sample``), as in the silero
 iterator; it does not change when events fire. All state lives in a :class:`TrackerState` owned by the caller.
 """
 
