@@ -136,6 +136,56 @@ def cp(
         typer.echo(f"copied {src.relative_to(packaged_recipes_dir()) if src.is_relative_to(packaged_recipes_dir()) else src} -> {target}")
 
 
+@app.command()
+def chat(
+    run_dir: Annotated[Path, typer.Argument(help="A trained run directory (holds recipe.yaml and stages/).")],
+    inputs: Annotated[list[Path] | None, typer.Option(
+        "--input", "-i", help="Spoken question(s); several make a multi-turn conversation.")] = None,
+    text: Annotated[str | None, typer.Option(help="A written question, answered in speech.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the spoken answer(s) here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print text, decisions and latency as JSON.")] = False,
+    interrupt_at: Annotated[float | None, typer.Option(
+        help="Start the next input after this many seconds of the answer's audio (barge-in).")] = None,
+    realtime: Annotated[bool, typer.Option(help="Pace the input at real time, like a microphone.")] = False,
+    tail_silence: Annotated[float, typer.Option(help="Seconds of silence streamed after each input.")] = 2.5,
+    greedy: Annotated[bool, typer.Option(help="Greedy text decoding (reproducible answers).")] = False,
+    system_prompt: Annotated[str | None, typer.Option(help="Override the system prompt.")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    verbose: VerboseOpt = False,
+) -> None:
+    """Talk to a trained run: stream spoken questions (or a written one) and get spoken answers."""
+    with guarded(verbose):
+        if bool(inputs) == bool(text):
+            raise UsageError("give either --input FILE (one or more) or --text QUESTION")
+        if interrupt_at is not None and len(inputs or []) < 2:
+            raise UsageError("--interrupt-at needs at least two --input files")
+        from omnikit.audio.io import write_audio
+        from omnikit.inference.chat import ChatDriver, load_inputs
+        from omnikit.inference.dialogue_model import DialogueModel
+
+        wavs = load_inputs(list(inputs)) if inputs else []
+        overrides = {"inference": {"greedy": True}} if greedy else None
+        model = DialogueModel.from_run_dir(run_dir, device=device, overrides=overrides)
+        driver = ChatDriver(model, tail_silence_s=tail_silence, realtime=realtime, system_prompt=system_prompt)
+        result = driver.ask(text) if text else driver.run(wavs, interrupt_at=interrupt_at)
+        if not result.turns:
+            names = ", ".join(str(p) for p in inputs or [])
+            raise RuntimeError(f"no answer: no user turn was decided 'respond' in {names} "
+                               f"(decisions: {[d['decision'] for d in result.decisions] or 'none, no speech found'})")
+        if output is not None:
+            write_audio(output, result.audio, result.sample_rate)
+        if as_json:
+            import json
+
+            payload = result.to_json() | {"output": str(output) if output else None}
+            typer.echo(json.dumps(payload, indent=2))
+        else:
+            for t in result.turns:
+                typer.echo(f"answer {t.answer}{' (interrupted)' if t.interrupted else ''}: {t.text}")
+            if output is not None:
+                typer.echo(f"wrote {output} ({result.audio.numel() / result.sample_rate:.2f} s)")
+
+
 def main() -> None:
     app()
 

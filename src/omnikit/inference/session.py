@@ -37,6 +37,10 @@ from omnikit.interfaces import SAMPLE_RATE
 REPLACEMENT_CHAR = "\ufffd"  # a partial multi-byte character: wait for the next token before emitting text
 
 
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 2)
+
+
 @dataclass
 class Event:
     """Something the session did. ``t``: input-stream time (s) when it happened."""
@@ -48,17 +52,17 @@ class Event:
 
 @dataclass
 class AnswerTimings:
-    """The paper's latency breakdown for one answer (seconds of wall time, spec §7.4)."""
+    """The paper's latency breakdown for one answer, in milliseconds of wall time (spec §7.4)."""
 
-    decision_to_first_segment: float | None = None
+    decision_to_first_segment_ms: float | None = None
     """RESPOND decision -> the first text segment is closed (LLM generation)."""
-    segment_to_decoder_prefill: float | None = None
+    segment_to_decoder_prefill_ms: float | None = None
     """First text segment -> speech decoder prefill done."""
-    prefill_to_first_token_chunk: float | None = None
+    prefill_to_first_token_chunk_ms: float | None = None
     """Decoder prefill done -> first codec-token chunk generated."""
-    token_chunk_to_first_pcm: float | None = None
+    token_chunk_to_first_pcm_ms: float | None = None
     """First codec-token chunk -> first PCM decoded."""
-    decision_to_first_pcm: float | None = None
+    decision_to_first_pcm_ms: float | None = None
     """Total: RESPOND decision -> first PCM."""
     speech_end_to_decision_ms: float | None = None
     """Input-stream time from the last speech chunk of the question to the RESPOND decision."""
@@ -178,7 +182,7 @@ class Session:
         self.tracker_state = self.model.tracker.end_turn(self.tracker_state)
         events += self._run(self.machine.decide(decision))
         if decision is Decision.RESPOND and self.answer is not None:
-            self.answer.timings.speech_end_to_decision_ms = delay
+            self.answer.timings.speech_end_to_decision_ms = None if delay is None else round(delay, 1)
         return events
 
     # ------------------------------------------------------------------ state machine actions
@@ -270,7 +274,7 @@ class Session:
         t_seg = time.perf_counter()
         first_segment = a.segments == 0
         if first_segment:
-            tm.decision_to_first_segment = t_seg - a.t_decision
+            tm.decision_to_first_segment_ms = _ms(t_seg - a.t_decision)
         text_emb = m.llm.embed(ids)[None].float()
         hidden = seg.hidden[None].float()
         dec_t: dict[str, float] = {}
@@ -285,18 +289,18 @@ class Session:
             t_tokens = time.perf_counter()
             pcm = stream.push(tokens)
             if first_segment and i == 0:
-                tm.segment_to_decoder_prefill = dec_t.get("prefill_s")
-                tm.prefill_to_first_token_chunk = dec_t.get("first_chunk_s")
+                tm.segment_to_decoder_prefill_ms = _ms(dec_t.get("prefill_s"))
+                tm.prefill_to_first_token_chunk_ms = _ms(dec_t.get("first_chunk_s"))
             if pcm.numel():
                 if first_segment and not got_pcm and a.audio_samples == 0:
-                    tm.token_chunk_to_first_pcm = time.perf_counter() - t_tokens
-                    tm.decision_to_first_pcm = time.perf_counter() - a.t_decision
+                    tm.token_chunk_to_first_pcm_ms = _ms(time.perf_counter() - t_tokens)
+                    tm.decision_to_first_pcm_ms = _ms(time.perf_counter() - a.t_decision)
                 got_pcm = True
                 events.append(self._audio_event(a, pcm))
         tail = stream.flush()
         if tail.numel():
-            if a.audio_samples == 0 and tm.decision_to_first_pcm is None:
-                tm.decision_to_first_pcm = time.perf_counter() - a.t_decision
+            if a.audio_samples == 0 and tm.decision_to_first_pcm_ms is None:
+                tm.decision_to_first_pcm_ms = _ms(time.perf_counter() - a.t_decision)
             events.append(self._audio_event(a, tail))
         a.segments += 1
         return events
