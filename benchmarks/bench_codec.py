@@ -67,8 +67,20 @@ def machine() -> dict:
     }
 
 
+def judge_vocabulary() -> set[str] | None:
+    """Words in pocketsphinx's bundled pronunciation dictionary (so the judge can recognise every word)."""
+    try:
+        import pocketsphinx
+
+        path = Path(pocketsphinx.get_model_path()) / "en-us" / "cmudict-en-us.dict"
+        return {line.split(" ", 1)[0].split("(")[0] for line in path.read_text().splitlines() if line}
+    except (ImportError, OSError):
+        return None
+
+
 def wordnet_sentences(n: int, seed: int) -> list[str]:
-    """Example sentences quoted in WordNet noun/verb glosses, 6-14 plain words, capitalised with a period."""
+    """Example sentences quoted in WordNet glosses, 6-14 plain words all known to the judge's dictionary."""
+    vocab = judge_vocabulary()
     out: set[str] = set()
     for name in ("data.noun", "data.verb", "data.adj"):
         p = Path("/usr/share/wordnet") / name
@@ -78,7 +90,8 @@ def wordnet_sentences(n: int, seed: int) -> list[str]:
             for q in re.findall(r'"([^"]+)"', line):
                 q = q.strip().rstrip(".;,")
                 words = q.split()
-                if 6 <= len(words) <= 14 and re.fullmatch(r"[A-Za-z ,']+", q):
+                known = vocab is None or all(w.strip(",").lower() in vocab for w in words)
+                if 6 <= len(words) <= 14 and re.fullmatch(r"[A-Za-z ,']+", q) and known:
                     out.add(q[0].upper() + q[1:] + ".")
     sents = sorted(out)
     random.Random(seed).shuffle(sents)
@@ -88,7 +101,7 @@ def wordnet_sentences(n: int, seed: int) -> list[str]:
 
 
 def load_corpus(n: int, seed: int, rate: int) -> list[tuple[str, torch.Tensor]]:
-    path = cache_dir() / f"hibari_heart_{n}_{seed}_{rate}.pt"
+    path = cache_dir() / f"hibari_heart_cmudict_{n}_{seed}_{rate}.pt"
     if path.exists():
         return torch.load(path)
     corpus = []
@@ -107,6 +120,9 @@ def usage(tokens: torch.Tensor, k: int) -> dict:
 
 
 def train_decoder(codec: MelVQCodec, wavs: list[torch.Tensor], seconds: float, batch: int, crop: int) -> dict:
+    """AdamW with cosine decay on random ``crop``-token windows of precomputed decoder targets."""
+    targets = [codec.decoder_targets(w[None]) for w in wavs]
+    fpt = codec.config.frames_per_token
     opt = torch.optim.AdamW(codec.decoder.parameters(), lr=2e-3, weight_decay=1e-4)
     rng = random.Random(0)
     t0, step, first, last = time.perf_counter(), 0, None, None
@@ -115,12 +131,17 @@ def train_decoder(codec: MelVQCodec, wavs: list[torch.Tensor], seconds: float, b
         frac = (time.perf_counter() - t0) / seconds
         for group in opt.param_groups:
             group["lr"] = 2e-3 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
-        xs = []
+        parts: dict[str, list[torch.Tensor]] = {"tokens": [], "log_magnitude": [], "log_mel": []}
         for _ in range(batch):
-            w = wavs[rng.randrange(len(wavs))]
-            s = rng.randrange(max(1, w.numel() - crop))
-            xs.append(torch.nn.functional.pad(w[s : s + crop], (0, max(0, crop - w[s : s + crop].numel()))))
-        out = codec.reconstruction_loss(torch.stack(xs))
+            tg = targets[rng.randrange(len(targets))]
+            n = tg["tokens"].shape[1]
+            s = rng.randrange(max(1, n - crop + 1))
+            if n < crop:  # short utterance: repeat it (rare; sentences are longer than a crop)
+                tg = {k: torch.cat([v] * (crop // n + 1), dim=1 if k != "log_mel" else 2) for k, v in tg.items()}
+            parts["tokens"].append(tg["tokens"][0, s : s + crop])
+            parts["log_magnitude"].append(tg["log_magnitude"][0, s * fpt : (s + crop) * fpt])
+            parts["log_mel"].append(tg["log_mel"][0, :, s * fpt : (s + crop) * fpt])
+        out = codec.decoder_loss(**{k: torch.stack(v) for k, v in parts.items()})
         logged = {k: float(v.detach()) for k, v in out.items()}
         opt.zero_grad()
         out["loss"].backward()
@@ -130,7 +151,7 @@ def train_decoder(codec: MelVQCodec, wavs: list[torch.Tensor], seconds: float, b
         first = first if first is not None else logged
         last = logged
     codec.eval()
-    return {"steps": step, "seconds": time.perf_counter() - t0, "batch": batch, "crop_samples": crop,
+    return {"steps": step, "seconds": time.perf_counter() - t0, "batch": batch, "crop_tokens": crop,
             "first": first, "last": last}
 
 
@@ -178,7 +199,7 @@ def main() -> None:
     }
     print(json.dumps(result["kmeans"], indent=1), flush=True)
 
-    result["learned_decoder_training"] = train_decoder(codec, train_wavs, args.train_seconds, 16, 32_000)
+    result["learned_decoder_training"] = train_decoder(codec, train_wavs, args.train_seconds, 16, 80)
     print(json.dumps(result["learned_decoder_training"], indent=1), flush=True)
     path = cache_dir() / "codec_mel_vq.safetensors"
     from safetensors.torch import save_file

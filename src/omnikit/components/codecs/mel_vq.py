@@ -29,7 +29,7 @@ class MelVQConfig:
     log_eps: float = param(1e-5, "Floor added inside log(mel + eps); an additive floor keeps gradients alive.")
     vocoder: str = param("griffin_lim", "Decode path: griffin_lim (codebook mel -> inverse mel -> GL) or learned.")
     griffin_lim_iters: int = param(32, "Griffin-Lim iterations per decode.")
-    kmeans_iters: int = param(25, "Lloyd iterations in fit_from_data.")
+    kmeans_iters: int = param(15, "Lloyd iterations in fit_from_data (stops early when the error settles).")
     kmeans_max_vectors: int = param(60_000, "Token vectors sampled for k-means (more are subsampled).")
     seed: int = param(0, "Seed for k-means seeding and subsampling.")
     decoder_dim: int = param(256, "Width of the learned spectrogram decoder.")
@@ -76,9 +76,13 @@ class MelVQCodec(nn.Module):
                 power=1.0,
             )
             self.spec = torchaudio.transforms.Spectrogram(n_fft=config.n_fft, hop_length=config.hop, power=1.0)
-            self.inverse_mel = torchaudio.transforms.InverseMelScale(
+            inverse_mel = torchaudio.transforms.InverseMelScale(
                 n_stft=self.n_freq, n_mels=config.n_mels, sample_rate=config.sample_rate
             )
+            # InverseMelScale solves fb^T x = mel by least squares (minimum norm, 80 equations for 401 bins);
+            # that solution is pinv(fb^T) @ mel, precomputed once so decoding needs no solver call.
+            mel_pinv = torch.linalg.pinv(inverse_mel.fb.T)
+        self.register_buffer("mel_pinv", mel_pinv, persistent=False)  # (n_freq, n_mels)
         self.register_buffer("gl_window", torch.hann_window(config.n_fft), persistent=False)
         g = torch.Generator().manual_seed(config.seed)
         # Unfitted codebook: plausible quiet log-mel vectors, so an unfitted codec still runs end to end.
@@ -94,6 +98,10 @@ class MelVQCodec(nn.Module):
             list(config.decoder_dilations),
             config.decoder_dropout,
         )
+        # The network learns a correction to the inverse-mel baseline: zero output at init, so the untrained
+        # learned vocoder decodes exactly like the Griffin-Lim path and training can only move it from there.
+        nn.init.zeros_(self.decoder.out.weight)
+        nn.init.zeros_(self.decoder.out.bias)
 
     # -- features -----------------------------------------------------------------------------
     def _pad(self, wav: Tensor) -> Tensor:
@@ -148,10 +156,25 @@ class MelVQCodec(nn.Module):
         v = self.token_vectors(wav.to(self.codebook.device)).reshape(-1, self.token_dim)
         return nearest(v, self.codebook)[1].mean()
 
+    def inverse_mel_magnitude(self, log_mel: Tensor) -> Tensor:
+        """(B, n_mels, T) log-mel -> (B, n_freq, T) linear STFT magnitudes by least squares (InverseMelScale)."""
+        mel = (torch.exp(log_mel) - self.config.log_eps).clamp_min(0)
+        return (self.mel_pinv @ mel).clamp_min(0)
+
+    def _codebook_log_mel(self, tokens: Tensor) -> Tensor:
+        b, n = tokens.shape
+        frames = self.codebook[tokens].reshape(b, n * self.config.frames_per_token, self.config.n_mels)
+        return frames.transpose(1, 2)
+
     def predict_log_magnitude(self, tokens: Tensor) -> Tensor:
-        """The learned decoder: (B, N) tokens -> (B, N * frames_per_token, n_freq) log-magnitudes."""
+        """The learned decoder: (B, N) tokens -> (B, N * frames_per_token, n_freq) log-magnitudes.
+
+        Inverse-mel magnitudes of the codebook vectors plus a correction predicted from the token context.
+        """
+        with torch.no_grad():
+            base = torch.log(self.inverse_mel_magnitude(self._codebook_log_mel(tokens)) + self.config.log_eps)
         x = (self.codebook[tokens] - self.feat_mean) / self.feat_std
-        return self.decoder(x)
+        return base.transpose(1, 2) + self.decoder(x)
 
     def _griffin_lim(self, magnitude: Tensor, length: int) -> Tensor:
         # Centred STFT of ``length = T * hop`` samples has T + 1 frames: repeat the last frame to match.
@@ -172,8 +195,7 @@ class MelVQCodec(nn.Module):
     @torch.no_grad()
     def decode_log_mel(self, log_mel: Tensor) -> Tensor:
         """(B, n_mels, T) log-mel -> (B, T * hop) waveform by inverse mel + Griffin-Lim (reference path)."""
-        mag = self.inverse_mel(torch.exp(log_mel) - self.config.log_eps).clamp_min(0)
-        return self._griffin_lim(mag, log_mel.shape[-1] * self.config.hop)
+        return self._griffin_lim(self.inverse_mel_magnitude(log_mel), log_mel.shape[-1] * self.config.hop)
 
     @torch.no_grad()
     def decode(self, tokens: Tensor) -> Tensor:
@@ -187,8 +209,7 @@ class MelVQCodec(nn.Module):
         if self.config.vocoder == "learned":
             mag = (torch.exp(self.predict_log_magnitude(tokens)) - self.config.log_eps).clamp_min(0)
             return self._griffin_lim(mag.transpose(1, 2), n * self.samples_per_token)
-        log_mel = self.codebook[tokens].reshape(b, n * self.config.frames_per_token, self.config.n_mels)
-        return self.decode_log_mel(log_mel.transpose(1, 2))
+        return self.decode_log_mel(self._codebook_log_mel(tokens))
 
     def streaming_decoder(self, first_chunk: int = 20, chunk: int = 40, context: int = 10) -> WindowedStreamingDecoder:
         """Windowed streaming decode (see ``omnikit.components.codecs.streaming``)."""
@@ -196,19 +217,27 @@ class MelVQCodec(nn.Module):
             lambda t: self.decode(t[None])[0], self.samples_per_token, first_chunk, chunk, context
         )
 
-    def reconstruction_loss(self, wav: Tensor) -> dict[str, Tensor]:
-        """Learned-decoder losses for (B, samples): L1 on log-magnitude STFT frames + weighted log-mel L1."""
+    @torch.no_grad()
+    def decoder_targets(self, wav: Tensor) -> dict[str, Tensor]:
+        """What the learned decoder trains on, for (B, samples): tokens and the true log-magnitudes and log-mels.
+
+        Precompute these once per utterance to train faster than calling ``reconstruction_loss`` on audio.
+        """
         wav = wav.to(self.codebook.device)
-        with torch.no_grad():
-            tokens = self.encode(wav)
-            target_mag = self.log_magnitude(wav)
-            target_mel = self.log_mel(wav)
+        return {"tokens": self.encode(wav), "log_magnitude": self.log_magnitude(wav), "log_mel": self.log_mel(wav)}
+
+    def decoder_loss(self, tokens: Tensor, log_magnitude: Tensor, log_mel: Tensor) -> dict[str, Tensor]:
+        """L1 on log-magnitude STFT frames + weighted L1 on the log-mel of the predicted magnitudes."""
         pred = self.predict_log_magnitude(tokens)
-        mag_l1 = (pred - target_mag).abs().mean()
+        mag_l1 = (pred - log_magnitude).abs().mean()
         pred_mel = torch.log(self.mel.mel_scale(torch.exp(pred).transpose(1, 2)) + self.config.log_eps)
-        mel_l1 = (pred_mel - target_mel).abs().mean()
+        mel_l1 = (pred_mel - log_mel).abs().mean()
         loss = mag_l1 + self.config.mel_loss_weight * mel_l1
         return {"loss": loss, "log_magnitude_l1": mag_l1.detach(), "log_mel_l1": mel_l1.detach()}
+
+    def reconstruction_loss(self, wav: Tensor) -> dict[str, Tensor]:
+        """Learned-decoder losses for a batch of audio (B, samples); the codebook is fixed (k-means)."""
+        return self.decoder_loss(**self.decoder_targets(wav))
 
 
 __all__ = ["MelVQCodec", "MelVQConfig"]
