@@ -33,6 +33,9 @@ def test_incremental_equals_one_shot(arch: str) -> None:
     state = m.new_conversation("Be brief.")
     m.start_user_turn(state)
     probs = [m.append_audio(state, c) for c in chunks]
+    length = state.length
+    torch.testing.assert_close(m.append_audio(state, audio(m, 0, 3)), probs[-1])  # empty chunk: no-op
+    assert state.length == length
     token, first_hidden = m.start_assistant(state, GREEDY)
     tokens, hiddens = [token], [first_hidden]
     for _ in range(4):
@@ -203,3 +206,17 @@ def test_embedded_smollm2_answers_a_question() -> None:
     assert m.hidden_size == 576
     answer = m.chat("What is the capital of France?", max_new_tokens=32)
     assert "Paris" in answer
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_bf16_autocast_training_forward(dtype: str) -> None:
+    m = HFCausalLM(HFCausalLMConfig(model="random:qwen2", dtype=dtype, device="cpu", prompt_embeddings=2))
+    audio_emb = torch.randn(2, 3, m.hidden_size, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m.forward_train(audio_emb, torch.tensor([3, 1]), ["ok", "fine"])
+        loss = out.lm_loss + out.state_logits.float().logsumexp(-1).mean()
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert audio_emb.grad is not None and audio_emb.grad.abs().sum() > 0
+    assert m.state_head.weight.grad is not None and m.prompt_embeddings.grad is not None
+    assert m.prompt_embeddings.dtype == torch.float32  # trainables stay float32 for the optimizer

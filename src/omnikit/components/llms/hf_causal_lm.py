@@ -228,8 +228,12 @@ class HFCausalLM(nn.Module):
         """Append (1, n, H) audio embeddings; returns state probabilities (num_states,) at the chunk's end."""
         if state.role != "user":
             raise ValueError("append_audio needs an open user turn: call start_user_turn first")
-        hidden = self._feed(state, audio_emb)
-        logits = self.state_head(hidden[0, -1].to(self.state_head.weight.dtype))
+        if audio_emb.shape[-2] == 0:  # an empty chunk: re-read the state at the newest position
+            last = state.last_hidden
+        else:
+            last = self._feed(state, audio_emb)[0, -1]
+        assert last is not None
+        logits = self.state_head(last.to(self.state_head.weight.dtype))
         return torch.softmax(logits.float(), dim=-1)
 
     @torch.no_grad()
@@ -373,7 +377,7 @@ class HFCausalLM(nn.Module):
             audio_hidden = torch.cat([audio_hidden, pad], dim=1)
         valid = torch.arange(max_t, device=hidden.device)[None, :] < audio_lens.to(hidden.device)[:, None]
         audio_hidden = audio_hidden * valid[..., None].to(audio_hidden.dtype)
-        state_logits = self.state_head(audio_hidden)
+        state_logits = self.state_head(audio_hidden.to(self.state_head.weight.dtype))
 
         lm_loss: Tensor | None = None
         n_targets = 0

@@ -100,7 +100,7 @@ def _random_model(arch: str, dtype: torch.dtype | str) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def _meta_model(name: str) -> tuple[Any, Any]:
+def _meta_model(name: str, dtype: torch.dtype | str) -> tuple[Any, Any]:
     import transformers
 
     if name in PAPER_CONFIGS:
@@ -114,6 +114,8 @@ def _meta_model(name: str) -> tuple[Any, Any]:
         )
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(config)
+    if dtype != "auto":
+        model = model.to(dtype)
     return model, byte_tokenizer("chatml")
 
 
@@ -128,7 +130,7 @@ def load_backbone(spec: str, dtype: str = "auto") -> tuple[Any, Any, bool]:
         )
         return model, tokenizer, False
     if spec.startswith("config:"):
-        model, tokenizer = _meta_model(spec.split(":", 1)[1])
+        model, tokenizer = _meta_model(spec.split(":", 1)[1], torch_dtype)
         return model, tokenizer, True
     if spec in EMBEDDED:
         folder: str = str(converted_gguf_folder(embedded_gguf_path(spec), alias=spec))
