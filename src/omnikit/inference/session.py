@@ -135,8 +135,10 @@ class Session:
             if ev.is_speech:
                 self._last_speech_t = self.t
             if ev.kind is SpeechEventKind.START:
-                events += self._run(self.machine.speech_start())
-                if self.fork is not None:
+                actions = self.machine.speech_start()
+                events += self._run(actions)
+                if any(x.kind is ActionKind.FORK_CONVERSATION for x in actions):
+                    self.model.llm.start_user_turn(self.fork)
                     events.append(Event("speech_start", self.t, {"pre_roll_chunks": len(ev.chunks) - 1}))
                     for pre in ev.chunks[:-1]:  # pre-roll: heard, but no decision (as the paper's server)
                         self._hear(pre)
@@ -190,8 +192,7 @@ class Session:
         events: list[Event] = []
         for a in actions:
             if a.kind is ActionKind.FORK_CONVERSATION:
-                self.fork = self.model.llm.fork(self.conversation)
-                self.model.llm.start_user_turn(self.fork)
+                self.fork = self.model.llm.fork(self.conversation)  # the user turn is opened by its input
                 self._input_states = (self.model.frontend.init_state(), self.model.encoder.init_state(),
                                       self.model.adapter.init_state())
                 self.turn_state = self.model.policy.init_state()

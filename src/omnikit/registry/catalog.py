@@ -156,7 +156,15 @@ class Registry:
 
     def make_config(self, name: str, args: Mapping[str, Any] | None = None) -> Any:
         cls = self.get(name)
-        return cls.config_class(**dict(args or {}))
+        args = dict(args or {})
+        fields = {f.name for f in dataclasses.fields(cls.config_class)}
+        unknown = [k for k in args if k not in fields]
+        if unknown:
+            hints = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, fields, n=1)) else k
+                     for k in unknown]
+            raise TypeError(f"{self.kind} '{name}': unknown arguments {', '.join(hints)}; "
+                            f"known: {', '.join(sorted(fields))}")
+        return cls.config_class(**args)
 
     def build(self, name: str, args: Mapping[str, Any] | None = None, **context: Any) -> Any:
         """Instantiate ``name`` as ``cls(config, **context)``."""
