@@ -1,0 +1,88 @@
+"""PNG plots of a run for the report: training curves from the CSV logs and the latency breakdown."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def read_metrics_csv(path: Path) -> dict[str, list[tuple[float, float]]]:
+    """A Lightning ``CSVLogger`` file -> ``{column: [(step, value), ...]}`` for the loss/accuracy columns."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    with Path(path).open(newline="") as f:
+        for row in csv.DictReader(f):
+            step = row.get("step")
+            if not step:
+                continue
+            for key, value in row.items():
+                if key in ("step", "epoch") or not value or key.startswith("lr-"):
+                    continue
+                try:
+                    v = float(value)
+                except ValueError:
+                    continue
+                if math.isfinite(v):
+                    series.setdefault(key, []).append((float(step), v))
+    return series
+
+
+def plot_training_curves(logs_dir: Path, stages: list[str], out: Path) -> Path | None:
+    """One panel per stage with its logged losses and accuracies against the step; None if no log exists."""
+    found = [(s, p) for s in stages if (p := Path(logs_dir) / s / "metrics.csv").is_file()]
+    found = [(s, d) for s, p in found if (d := read_metrics_csv(p))]
+    if not found:
+        return None
+    plt = _pyplot()
+    cols = min(3, len(found))
+    rows = math.ceil(len(found) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
+    for ax, (stage, series) in zip(axes.flat, found, strict=False):
+        for name, points in sorted(series.items()):
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, marker="o" if len(xs) < 4 else None, markersize=3, label=name)
+        ax.set_title(stage)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(found):]:
+        ax.axis("off")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def plot_latency(breakdown: Mapping[str, Mapping[str, float]], out: Path) -> Path | None:
+    """Horizontal bars of the median and p90 of each latency field (ms); None if there is nothing to plot."""
+    if not breakdown:
+        return None
+    plt = _pyplot()
+    names = list(breakdown)
+    med = [breakdown[n]["median"] for n in names]
+    p90 = [breakdown[n]["p90"] for n in names]
+    y = range(len(names))
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(names) + 1.5))
+    ax.barh([i + 0.2 for i in y], med, height=0.4, label="median")
+    ax.barh([i - 0.2 for i in y], p90, height=0.4, label="p90")
+    ax.set_yticks(list(y), [n.removesuffix("_ms").replace("_", " ") for n in names], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("ms")
+    ax.legend()
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
