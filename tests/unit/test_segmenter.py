@@ -36,7 +36,9 @@ def test_min_tokens_blocks_early_split():
 def test_long_segment_may_close_at_comma():
     seg = TextSegmenter(SegmenterConfig(long_tokens=6, max_tokens=0))
     feed(seg, ["A", " b", " c", " d", "."])  # first segment
-    out = feed(seg, [" one", ",", " two", " three", ",", " four", " five", ",", " six", " seven", ",", " eight", "."])
+    out = feed(
+        seg, [" one", ",", " two", " three", ",", " four", " five", ",", " six", " seven", ",", " eight", "."]
+    )
     assert [s.text for s in out] == [" one, two three, four five,", " six seven, eight."]
     assert len(out[0]) == 8
 

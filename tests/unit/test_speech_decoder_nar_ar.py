@@ -12,8 +12,16 @@ COND, CB = 24, 16
 
 
 def tiny(**overrides) -> NARARSpeechDecoder:
-    args = dict(dim=16, heads=2, ffn_dim=32, layers=2, prefix_layers=2, prenet_layers=1, dropout=0.0,
-                attention_dropout=0.0)
+    args = dict(
+        dim=16,
+        heads=2,
+        ffn_dim=32,
+        layers=2,
+        prefix_layers=2,
+        prenet_layers=1,
+        dropout=0.0,
+        attention_dropout=0.0,
+    )
     args.update(overrides)
     torch.manual_seed(0)
     return NARARSpeechDecoder(NARARConfig(**args), cond_dim=COND, codebook_size=CB)
@@ -37,7 +45,11 @@ def test_satisfies_protocol_and_special_ids():
 def test_teacher_forced_loss_decreases_on_tiny_overfit_set():
     model = tiny(dim=32, heads=4, ffn_dim=64).train()
     text, hidden, tokens = batch(4)
-    text_lens, hidden_lens, token_lens = torch.tensor([5, 4, 3, 5]), torch.tensor([4, 2, 3, 4]), torch.tensor([8, 6, 7, 5])
+    text_lens, hidden_lens, token_lens = (
+        torch.tensor([5, 4, 3, 5]),
+        torch.tensor([4, 2, 3, 4]),
+        torch.tensor([8, 6, 7, 5]),
+    )
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = None
     for _ in range(100):
@@ -54,8 +66,9 @@ def test_incremental_cache_matches_teacher_forced_logits():
     model = tiny().eval()
     text, hidden, tokens = batch(1)
     for h in (hidden, None):
-        full, _ = model.teacher_forced_logits(text, torch.tensor([5]), h, None if h is None else torch.tensor([4]),
-                                              tokens, torch.tensor([8]))
+        full, _ = model.teacher_forced_logits(
+            text, torch.tensor([5]), h, None if h is None else torch.tensor([4]), tokens, torch.tensor([8])
+        )
         state = model.prefill(text, h, capacity=2)  # small capacity: exercises cache growth
         inputs = [model.sos_id, *tokens[0].tolist()]
         steps = torch.stack([model.step(t, state) for t in inputs])
@@ -85,8 +98,9 @@ def test_padding_does_not_change_results(mapping):
     tokens = torch.randint(0, CB, (2, 9), generator=g)
     tl, hl, kl = torch.tensor([6, 3]), torch.tensor([5, 2]), torch.tensor([9, 4])
     batched, targets = model.teacher_forced_logits(text, tl, hidden, hl, tokens, kl)
-    single, single_targets = model.teacher_forced_logits(text[1:, :3], tl[1:], hidden[1:, :2], hl[1:],
-                                                         tokens[1:, :4], kl[1:])
+    single, single_targets = model.teacher_forced_logits(
+        text[1:, :3], tl[1:], hidden[1:, :2], hl[1:], tokens[1:, :4], kl[1:]
+    )
     torch.testing.assert_close(batched[1, :5], single[0], atol=1e-5, rtol=1e-5)
     assert targets[1, :5].tolist() == single_targets[0].tolist() == [*tokens[1, :4].tolist(), model.eos_id]
     assert (targets[1, 5:] == model.pad_id).all()
@@ -98,9 +112,13 @@ def test_padding_does_not_change_results(mapping):
 
 def test_reshape_mapping_rejects_indivisible_cond_dim():
     with pytest.raises(ValueError, match="multiple of dim"):
-        NARARSpeechDecoder(NARARConfig(dim=16, heads=2, input_mapping="reshape"), cond_dim=24, codebook_size=CB)
+        NARARSpeechDecoder(
+            NARARConfig(dim=16, heads=2, input_mapping="reshape"), cond_dim=24, codebook_size=CB
+        )
     with pytest.raises(ValueError, match="prefix_layers"):
-        NARARSpeechDecoder(NARARConfig(dim=16, heads=2, layers=2, prefix_layers=3), cond_dim=24, codebook_size=CB)
+        NARARSpeechDecoder(
+            NARARConfig(dim=16, heads=2, layers=2, prefix_layers=3), cond_dim=24, codebook_size=CB
+        )
 
 
 def test_generate_chunks_20_40_rest_and_stops_at_eos(monkeypatch):
@@ -130,8 +148,11 @@ def test_generate_respects_max_tokens_and_never_samples_specials():
         model.head.bias[model.eos_id] = -1e4
         model.head.bias[[model.bos_id, model.sos_id, model.pad_id]] = 1e4  # masked out by sample()
     text, hidden, _ = batch(1)
-    chunks = list(model.generate(text, hidden, max_tokens=70, first_chunk=20, chunk=40,
-                                 generator=torch.Generator().manual_seed(0)))
+    chunks = list(
+        model.generate(
+            text, hidden, max_tokens=70, first_chunk=20, chunk=40, generator=torch.Generator().manual_seed(0)
+        )
+    )
     assert [len(c) for c in chunks] == [20, 40, 10]
     assert int(torch.cat(chunks).max()) < CB
 
@@ -139,8 +160,10 @@ def test_generate_respects_max_tokens_and_never_samples_specials():
 def test_generate_is_reproducible_with_generator_and_top1_is_greedy():
     model = tiny().eval()
     text, hidden, _ = batch(1)
-    run = lambda seed, k: torch.cat(list(model.generate(  # noqa: E731
-        text, hidden, top_k=k, max_tokens=30, generator=torch.Generator().manual_seed(seed))))
+
+    def run(seed: int, k: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed)
+        return torch.cat(list(model.generate(text, hidden, top_k=k, max_tokens=30, generator=gen)))
     assert run(0, 2).tolist() == run(0, 2).tolist()
     assert run(0, 1).tolist() == run(5, 1).tolist()
 
@@ -166,8 +189,9 @@ def test_parts_partition_parameters():
 
 @pytest.mark.parametrize("mapping,expected", [("reshape", 164_718_980), ("projection", 171_143_300)])
 def test_paper_size_on_meta(mapping, expected):
-    cfg = NARARConfig(dim=896, heads=14, ffn_dim=4864, layers=4, prefix_layers=4, prenet_layers=2,
-                      input_mapping=mapping)
+    cfg = NARARConfig(
+        dim=896, heads=14, ffn_dim=4864, layers=4, prefix_layers=4, prenet_layers=2, input_mapping=mapping
+    )
     with torch.device("meta"):
         model = NARARSpeechDecoder(cfg, cond_dim=3584, codebook_size=1024)
     total = sum(p.numel() for p in model.parameters())
@@ -176,3 +200,21 @@ def test_paper_size_on_meta(mapping, expected):
     no_prefix = total - sum(p.numel() for p in model.trainable_parameters("prefix"))
     if mapping == "reshape":
         assert abs(no_prefix - 99.6e6) < 0.1e6
+
+
+def test_every_part_receives_gradient_except_unread_last_prefix_layer():
+    model = tiny().train()
+    text, hidden, tokens = batch(2)
+    lens = torch.tensor([5, 3]), torch.tensor([4, 2]), torch.tensor([8, 5])
+    model(text, lens[0], hidden, lens[1], tokens, lens[2])["loss"].backward()
+    no_grad = {n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0}
+    last = f"prefix.layers.{model.config.prefix_layers - 1}."
+    unread = (
+        "attn.q_proj.weight",
+        "attn.o_proj.weight",
+        "post_attn_norm.weight",
+        "mlp.gate_proj.weight",
+        "mlp.up_proj.weight",
+        "mlp.down_proj.weight",
+    )
+    assert no_grad == {last + s for s in unread}

@@ -1,4 +1,4 @@
-"""Freeze-Omni's speech decoder: NAR prefix decoder + pre-network + shared NAR/AR decoder over codec tokens."""
+"""Freeze-Omni's speech decoder: NAR prefix decoder + pre-network + shared NAR/AR codec-token decoder."""
 
 from __future__ import annotations
 
@@ -66,8 +66,9 @@ class InputMapping(nn.Module):
         if mode == "reshape":
             if cond_dim % dim:
                 raise ValueError(
-                    f"input_mapping='reshape' needs cond_dim to be a multiple of dim, got cond_dim={cond_dim}, "
-                    f"dim={dim}; use input_mapping='projection' or choose dim = cond_dim / k"
+                    f"input_mapping='reshape' needs cond_dim to be a multiple of dim, got "
+                    f"cond_dim={cond_dim}, dim={dim}; use input_mapping='projection' or choose "
+                    "dim = cond_dim / k"
                 )
             self.factor = cond_dim // dim
             self.proj: nn.Module = nn.Identity()
@@ -106,8 +107,8 @@ class PrefixDecoder(nn.Module):
     """NAR prefix decoder over the LLM last-layer hidden states: layer l's post-RoPE K/V become the prefix
     attended to by layer l of the shared decoder. Bidirectional over the prefix, positions 0..P-1.
 
-    The last layer's attention output, MLP and post-attention norm are never read (only its K/V are), so
-    they are skipped and receive no gradient; they exist for the paper's layer layout and parameter count.
+    The last layer's query and output projections, MLP and post-attention norm are never read (only its
+    K/V are), so they are skipped and get no gradient; they exist for the paper's layout and parameter count.
     (Under DDP use ``find_unused_parameters=True`` or freeze them.)"""
 
     def __init__(self, cfg: NARARConfig, cond_dim: int) -> None:
@@ -189,7 +190,9 @@ class NARARSpeechDecoder(nn.Module):
         bos = self.embed.weight[self.bos_id].expand(pre.shape[0], 1, -1)
         return torch.cat([bos, pre], dim=1), lens + 1
 
-    def _prefix(self, hidden: Tensor | None, hidden_lens: Tensor | None) -> tuple[list[KV] | None, Tensor | None]:
+    def _prefix(
+        self, hidden: Tensor | None, hidden_lens: Tensor | None
+    ) -> tuple[list[KV] | None, Tensor | None]:
         if hidden is None or self.prefix is None:
             return None, None
         if hidden_lens is None:
@@ -221,9 +224,9 @@ class NARARSpeechDecoder(nn.Module):
 
         n_h, n_x = h.shape[1], t + 1
         seq = torch.cat([h, self.embed(x_in)], dim=1)
-        positions = torch.cat(
-            [torch.arange(n_h, device=dev).expand(b, n_h), h_lens[:, None] + torch.arange(n_x, device=dev)], dim=1
-        )
+        h_pos = torch.arange(n_h, device=dev).expand(b, n_h)
+        x_pos = h_lens[:, None] + torch.arange(n_x, device=dev)  # X continues right after the valid H
+        positions = torch.cat([h_pos, x_pos], dim=1)
         cos, sin = self.rotary(positions, seq.dtype)
         mask = self._train_mask(h_lens, n_h, x_lens, n_x, p_lens, prefix_kv)
         for i, layer in enumerate(self.layers):
@@ -259,7 +262,9 @@ class NARARSpeechDecoder(nn.Module):
         token_lens: Tensor,
     ) -> dict[str, Tensor]:
         """Teacher-forced CE (mean over valid targets incl. EOS; PAD ignored) and top-1 accuracy."""
-        logits, targets = self.teacher_forced_logits(text_emb, text_lens, hidden, hidden_lens, tokens, token_lens)
+        logits, targets = self.teacher_forced_logits(
+            text_emb, text_lens, hidden, hidden_lens, tokens, token_lens
+        )
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=self.pad_id)
         valid = targets != self.pad_id
         acc = ((logits.argmax(-1) == targets) & valid).sum() / valid.sum().clamp(min=1)
