@@ -23,7 +23,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import multiprocessing
 import re
+import resource
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -59,8 +62,8 @@ Answerer = Callable[[str], str]
 class SpeechWorldConfig:
     seed: int = param(0, "Seed of every random choice (texts, voices, delivery, augmentation, layout).")
     scale: float = param(1.0, "Multiplies every count below; e.g. 0.01 for a tiny test build.")
-    fact_questions: int = param(900, "Spoken fact questions over all splits (countries, elements).")
-    open_questions: int = param(500, "Spoken open-domain questions (WordNet words, elements).")
+    fact_questions: int = param(800, "Spoken fact questions over all splits (countries, elements).")
+    open_questions: int = param(400, "Spoken open-domain questions (WordNet words, elements).")
     plain_sentences: int = param(1000, "Plain sentences for ASR (also the statements of duplex streams).")
     duplex_examples: int = param(500, "Duplex streams over all splits.")
     tts_plain_sentences: int = param(200, "Plain sentences spoken by the assistant voice, besides the answers.")
@@ -94,7 +97,11 @@ class SpeechWorldConfig:
     pause_range: list[float] = param(factory=lambda: [0.3, 0.9], doc="Mid-question pause range (s) in duplex.")
     llm: str = param("smollm2-135m-instruct", "Frozen LLM (HFCausalLM model) that writes the answers.")
     answer_max_tokens: int = param(64, "Longest answer in LLM tokens.")
-    workers: int = param(1, "Synthesis processes (the machine has 2 cores shared with others).")
+    answer_batch_size: int = param(64, "Questions answered per batched greedy generate call.")
+    answer_threads: int = param(1, "Torch threads while answering (1 is fastest on a shared 2-core CPU).")
+    workers: int = param(
+        2, "Synthesis processes, running while the LLM answers in the main process; 0 renders inline (tests)."
+    )
 
 
 class LLMAnswerer:
@@ -104,8 +111,8 @@ class LLMAnswerer:
     template; ``batch(questions)`` answers many questions at once (left padding), ``__call__`` one.
     """
 
-    def __init__(self, model: str, max_new_tokens: int, batch_size: int = 16) -> None:
-        self.model, self.max_new_tokens, self.batch_size = model, max_new_tokens, batch_size
+    def __init__(self, model: str, max_new_tokens: int, batch_size: int = 64, threads: int = 1) -> None:
+        self.model, self.max_new_tokens, self.batch_size, self.threads = model, max_new_tokens, batch_size, threads
         self.name = f"{model}:{max_new_tokens}"
         self._llm: Any = None
 
@@ -134,15 +141,20 @@ class LLMAnswerer:
             for q in questions
         ]
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.inference_mode():
-            out = hf.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
-                              pad_token_id=tok.pad_token_id)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads)  # one thread: far faster than two on a shared 2-core CPU
+        try:
+            with torch.inference_mode():
+                out = hf.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                  pad_token_id=tok.pad_token_id)
+        finally:
+            torch.set_num_threads(threads)
         return [str(tok.decode(row, skip_special_tokens=True)).strip() for row in out[:, enc["input_ids"].shape[1]:]]
 
 
-def llm_answerer(model: str, max_new_tokens: int) -> Answerer:
+def llm_answerer(model: str, max_new_tokens: int, batch_size: int = 64, threads: int = 1) -> Answerer:
     """The frozen LLM as an answerer (see ``LLMAnswerer``)."""
-    return LLMAnswerer(model, max_new_tokens)
+    return LLMAnswerer(model, max_new_tokens, batch_size, threads)
 
 
 def clean_answer(text: str) -> str:
@@ -168,7 +180,9 @@ class SpeechWorldDataset:
 
     def __init__(self, config: SpeechWorldConfig, answerer: Answerer | None = None, **_: Any) -> None:
         self.config = config
-        self.answerer = answerer or llm_answerer(config.llm, config.answer_max_tokens)
+        self.answerer = answerer or llm_answerer(
+            config.llm, config.answer_max_tokens, config.answer_batch_size, config.answer_threads
+        )
 
     # ------------------------------------------------------------------ public
     def cuts(self, part: str, root: Path):
@@ -197,13 +211,38 @@ class SpeechWorldDataset:
         if done.exists() and json.loads(done.read_text()).get("fingerprint") == self.fingerprint():
             return
         root.mkdir(parents=True, exist_ok=True)
+        clock = [time.perf_counter()]
+
+        def lap() -> float:
+            clock.append(time.perf_counter())
+            return round(clock[-1] - clock[-2], 2)
+
         plan = self.plan()
-        answers = self._answers(root, [q for s in SPLITS for q in plan[s]["questions"]])
-        jobs = self._jobs(plan, answers)
-        metas = self._render(root, jobs)
+        timings = {"text": lap()}
+        questions = [q for s in SPLITS for q in plan[s]["questions"]]
+        user_jobs = self._user_jobs(plan)
+        cfg = dataclasses.asdict(self.config)
+        with self._pool() as pool:
+            # user speech needs no answers: it renders in worker processes while the LLM answers here
+            pending = pool.map(_render_job, [(j, cfg, str(root)) for j in user_jobs], chunksize=4)
+            answers = self._answers(root, questions)
+            timings["answers"] = lap()
+            user_metas = list(tqdm(pending, total=len(user_jobs), desc="speech_world: user audio"))
+            timings["user_audio_after_answers"] = lap()
+            tts_jobs = self._tts_jobs(plan, answers)
+            pending = pool.map(_render_job, [(j, cfg, str(root)) for j in tts_jobs], chunksize=4)
+            tts_metas = list(tqdm(pending, total=len(tts_jobs), desc="speech_world: assistant audio"))
+            timings["assistant_audio"] = lap()
+        jobs, metas = user_jobs + tts_jobs, user_metas + tts_metas
         self._write_manifests(root, jobs, metas, answers)
+        timings["manifests"] = lap()
+        usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        timings["cpu_process_and_children"] = round(sum(u.ru_utime + u.ru_stime for u in usage), 1)
         summary = {p: sum(1 for j in jobs if p in j["parts"]) for p in PARTS}
-        done.write_text(json.dumps({"fingerprint": self.fingerprint(), "counts": summary}, indent=1))
+        hours = {p: round(sum(m["num_samples"] / m["sample_rate"] for j, m in zip(jobs, metas, strict=True)
+                              if p in j["parts"]) / 3600, 3) for p in PARTS}
+        info = {"fingerprint": self.fingerprint(), "counts": summary, "hours": hours, "seconds": timings}
+        done.write_text(json.dumps(info, indent=1))
 
     # ------------------------------------------------------------------ text plan
     def _count(self, n: int, split: str) -> int:
@@ -226,7 +265,8 @@ class SpeechWorldDataset:
         return [items[i] for i in sorted(idx)]
 
     def plan(self) -> dict[str, dict[str, list]]:
-        """Texts per split: ``questions`` (fact and open) and ``sentences``; deterministic for the seed."""
+        """Texts per split: ``questions`` (fact and open), ``sentences`` and ``statements`` (the sentences
+        that are not questions, spoken to someone else in duplex streams); deterministic for the seed."""
         c = self.config
         facts = all_fact_questions()
         opens = word_questions() + element_questions()
@@ -241,6 +281,7 @@ class SpeechWorldDataset:
             pool = [s for s in sentences if self._entity_split(s.topic) == split]
             s = self._sample(pool, self._count(c.plain_sentences, split), "plain", split)
             out[split] = {"questions": f + o, "sentences": s}
+            out[split]["statements"] = [x for x in s if not x.text.endswith("?")]
         return out
 
     # ------------------------------------------------------------------ answers
@@ -253,7 +294,7 @@ class SpeechWorldDataset:
                 row = json.loads(line)
                 if row["answerer"] == name:
                     cache[row["question"]] = row["answer"]
-        todo = sorted({q.text for q in questions} - set(cache))
+        todo = sorted({q.text for q in questions} - set(cache), key=lambda t: (len(t), t))  # less padding
         size = getattr(self.answerer, "batch_size", 1) if hasattr(self.answerer, "batch") else 1
         bar = tqdm(total=len(todo), desc="speech_world: answers", disable=not todo)
         with cache_path.open("a") as f:
@@ -275,7 +316,8 @@ class SpeechWorldDataset:
             return str(rng.choice(unseen))
         return str(rng.choice(seen))
 
-    def _jobs(self, plan: dict[str, dict[str, list]], answers: dict[str, str]) -> list[dict]:
+    def _user_jobs(self, plan: dict[str, dict[str, list]]) -> list[dict]:
+        """Questions and sentences spoken by user voices (asr, dialogue) and duplex streams."""
         c, jobs = self.config, []
         for split in SPLITS:
             qs, ss = plan[split]["questions"], plan[split]["sentences"]
@@ -288,15 +330,20 @@ class SpeechWorldDataset:
                 jobs.append({"type": "utt", "uid": uid, "split": split, "text": item.text, "parts": parts,
                              "voice": self._voice(split, rng_for(c.seed, "voice", uid)), "info": info})
             for i in range(self._count(c.duplex_examples, split)):
-                uid = f"{split}_dup{i:05d}"
-                jobs.append(self._duplex_job(uid, split, qs, ss))
-            if split in ("train", "dev"):
-                tts_texts = [answers[q.text] for q in qs if answers.get(q.text)]
-                extra = self._sample(ss, self._count(c.tts_plain_sentences, split), "tts", split)
-                for i, text in enumerate(tts_texts + [s.text for s in extra]):
-                    kind = "answer" if i < len(tts_texts) else "plain"
-                    jobs.append({"type": "tts", "uid": f"{split}_tts{i:05d}", "split": split, "text": text,
-                                 "parts": [f"tts_{split}"], "voice": c.tts_voice, "info": {"kind": kind}})
+                jobs.append(self._duplex_job(f"{split}_dup{i:05d}", split, qs, plan[split]["statements"]))
+        return jobs
+
+    def _tts_jobs(self, plan: dict[str, dict[str, list]], answers: dict[str, str]) -> list[dict]:
+        """The assistant voice speaking the train/dev answers and some plain sentences."""
+        c, jobs = self.config, []
+        for split in ("train", "dev"):
+            qs, ss = plan[split]["questions"], plan[split]["sentences"]
+            texts = list(dict.fromkeys(answers[q.text] for q in qs if answers.get(q.text)))
+            extra = [s.text for s in self._sample(ss, self._count(c.tts_plain_sentences, split), "tts", split)]
+            for i, text in enumerate(texts + extra):
+                kind = "answer" if i < len(texts) else "plain"
+                jobs.append({"type": "tts", "uid": f"{split}_tts{i:05d}", "split": split, "text": text,
+                             "parts": [f"tts_{split}"], "voice": c.tts_voice, "info": {"kind": kind}})
         return jobs
 
     def _duplex_job(self, uid: str, split: str, qs: list[Question], ss: list[Sentence]) -> dict:
@@ -315,24 +362,21 @@ class SpeechWorldDataset:
                 "other_voice": other, "text": question.text if question else (statement or ""), "info": info}
 
     # ------------------------------------------------------------------ audio
-    def _render(self, root: Path, jobs: list[dict]) -> list[dict]:
-        cfg = dataclasses.asdict(self.config)
-        args = [(job, cfg, str(root)) for job in jobs]
-        if self.config.workers > 1:
-            with ProcessPoolExecutor(self.config.workers) as pool:
-                it = pool.map(_render_job, args, chunksize=8)
-                return list(tqdm(it, total=len(args), desc="speech_world: audio"))
-        return [_render_job(a) for a in tqdm(args, desc="speech_world: audio")]
+    def _pool(self) -> Any:
+        """``workers`` synthesis processes, or an inline stand-in for ``workers=0``."""
+        if self.config.workers > 0:
+            return ProcessPoolExecutor(self.config.workers, mp_context=multiprocessing.get_context("fork"))
+        return _InlinePool()
 
     def _write_manifests(self, root: Path, jobs: list[dict], metas: list[dict], answers: dict[str, str]) -> None:
         from lhotse import AudioSource, CutSet, MonoCut, Recording, SupervisionSegment
 
         by_part: dict[str, list] = {p: [] for p in PARTS}
+        seen_voices, _ = split_voices(self.config.voices, self.config.dev_voices, self.config.test_voices)["train"]
         for job, meta in zip(jobs, metas, strict=True):
             rec = Recording(job["uid"], [AudioSource("file", [0], meta["path"])], meta["sample_rate"],
                             meta["num_samples"], meta["num_samples"] / meta["sample_rate"])
             voice = job["voice"]
-            seen_voices, _ = split_voices(self.config.voices, self.config.dev_voices, self.config.test_voices)["train"]
             for part in job["parts"]:
                 custom = {"voice": voice, "voice_detail": meta["detail"], "split": job["split"],
                           "kind": job["info"]["kind"], "voice_seen": voice in seen_voices,
@@ -389,6 +433,19 @@ class SpeechWorldDataset:
 
 
 # ---------------------------------------------------------------------- workers (module level: picklable)
+class _InlinePool:
+    """Runs ``map`` lazily in this process (``workers=0``)."""
+
+    def __enter__(self) -> _InlinePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def map(self, fn: Callable, items: list, chunksize: int = 1) -> Any:
+        return map(fn, items)
+
+
 def _augment(wav: np.ndarray, sr: int, rng: np.random.Generator, cfg: dict) -> tuple[np.ndarray, str]:
     return augment(wav, sr, rng, noise_prob=cfg["noise_prob"], snr_db=tuple(cfg["snr_db"]),
                    reverb_prob=cfg["reverb_prob"], rt60=tuple(cfg["rt60"]), gain_db=tuple(cfg["gain_db"]))
