@@ -45,6 +45,10 @@ class Augmenter:
         c = self.config
         return any(s != 1.0 for s in c.speed) or c.noise_prob > 0 or c.time_masks > 0 or c.freq_masks > 0
 
+    @property
+    def changes_waveform(self) -> bool:
+        return any(s != 1.0 for s in self.config.speed) or self.config.noise_prob > 0
+
     def waveform(self, wav: Tensor) -> Tensor:
         """Speed (resampling, so pitch moves too, as Kaldi's speed perturbation) and white noise."""
         c = self.config

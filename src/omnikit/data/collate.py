@@ -74,6 +74,7 @@ class SpeechBatchDataset(torch.utils.data.Dataset):
         wav_rate: int = SAMPLE_RATE,
         augment: Augmenter | None = None,
         on_bad_audio: str = "fail",
+        cache: bool = False,
     ):
         if on_bad_audio not in ("fail", "skip"):
             raise ValueError(f"on_bad_audio must be 'fail' or 'skip', got {on_bad_audio!r}")
@@ -81,6 +82,15 @@ class SpeechBatchDataset(torch.utils.data.Dataset):
         self.wav_rate = wav_rate
         self.augment = augment if augment is not None and augment.active else None
         self.on_bad_audio = on_bad_audio
+        self.cache: dict[tuple[str, str], Tensor] | None = {} if cache else None
+
+    def _cached(self, key: tuple[str, str], make: Any) -> Tensor:
+        """Memoise decoded audio / features per cut (small data sets only: everything stays in memory)."""
+        if self.cache is None:
+            return make()
+        if key not in self.cache:
+            self.cache[key] = make()
+        return self.cache[key]
 
     def _example(self, cut: Cut) -> dict[str, Any]:
         ex: dict[str, Any] = {"id": cut.id}
@@ -91,13 +101,16 @@ class SpeechBatchDataset(torch.utils.data.Dataset):
         ex["question"] = custom.get("question")
         ex["state_labels"] = custom.get("state_labels")
         if "feats" in self.needs:
-            audio = load_cut_audio(cut, SAMPLE_RATE)
-            if self.augment is not None:
-                audio = self.augment.waveform(audio)
-            feats = utterance_features(audio)
+            if self.augment is not None and self.augment.changes_waveform:
+                audio = self._cached((cut.id, "pcm16k"), lambda: load_cut_audio(cut, SAMPLE_RATE))
+                feats = utterance_features(self.augment.waveform(audio))
+            else:
+                feats = self._cached(
+                    (cut.id, "fbank"), lambda: utterance_features(load_cut_audio(cut, SAMPLE_RATE))
+                )
             ex["feats"] = self.augment.spec(feats) if self.augment is not None else feats
         if "wav" in self.needs:
-            ex["wav"] = load_cut_audio(cut, self.wav_rate)
+            ex["wav"] = self._cached((cut.id, "wav"), lambda: load_cut_audio(cut, self.wav_rate))
         return ex
 
     def __getitem__(self, cuts: CutSet) -> dict[str, Any] | None:

@@ -36,6 +36,7 @@ class BatchConfig:
     augment: dict[str, Any] = field(default_factory=dict)  # see omnikit.data.augment.AugmentConfig
     cmvn_max_cuts: int = 500  # training cuts read to compute the global CMVN
     max_val_cuts: int = 0  # 0 = all dev cuts
+    cache_audio: bool = False  # keep decoded audio/features in memory (small data sets, e.g. smoke tests)
 
     @classmethod
     def from_mapping(cls, d: dict[str, Any] | None) -> BatchConfig:
@@ -114,8 +115,8 @@ class StageData(L.LightningDataModule):
         self.train_cuts, self.val_cuts = train, val
         self.batch, self.seed = batch, seed
         augment = Augmenter(AugmentConfig.from_mapping(batch.augment), seed=seed)
-        self.train_set = SpeechBatchDataset(needs, wav_rate, augment, batch.on_bad_audio)
-        self.val_set = SpeechBatchDataset(needs, wav_rate, None, batch.on_bad_audio)
+        self.train_set = SpeechBatchDataset(needs, wav_rate, augment, batch.on_bad_audio, batch.cache_audio)
+        self.val_set = SpeechBatchDataset(needs, wav_rate, None, batch.on_bad_audio, batch.cache_audio)
 
     def _loader(self, dataset: SpeechBatchDataset, sampler: Any) -> torch.utils.data.DataLoader:
         nw = self.batch.num_workers

@@ -66,15 +66,22 @@ def teacher_forced_hidden(llm: torch.nn.Module, texts: list[str], questions: lis
     generating that token). Returns ``(B, n_max, H)`` and the token counts (equal to the text-embedding counts).
     """
     seg = llm.segments
-    rows, counts = [], []
+    heads, texts_ids = [], []
     for text, question in zip(texts, questions, strict=True):
         head = seg.system_ids(llm.tokenizer, llm.config.system_prompt) + seg.user_prefix_first
-        head += llm.tokenize(question or "") + seg.assistant_prefix
-        ids = llm.tokenize(text) or [llm.tokenizer.eos_token_id]
-        out = llm.llm(inputs_embeds=llm.embed(head + ids)[None], output_hidden_states=True, use_cache=False)
-        last = out.hidden_states[-1][0]
-        rows.append(last[len(head) - 1 : len(head) - 1 + len(ids)])
-        counts.append(len(ids))
+        heads.append(head + llm.tokenize(question or "") + seg.assistant_prefix)
+        texts_ids.append(llm.tokenize(text) or [llm.tokenizer.eos_token_id])
+    seqs = [h + t for h, t in zip(heads, texts_ids, strict=True)]
+    width = max(len(q) for q in seqs)
+    ids = torch.zeros(len(seqs), width, dtype=torch.long)
+    mask = torch.zeros(len(seqs), width, dtype=torch.long)
+    for i, q in enumerate(seqs):  # right padding: causal attention keeps the valid positions exact
+        ids[i, : len(q)] = torch.tensor(q)
+        mask[i, : len(q)] = 1
+    out = llm.llm(inputs_embeds=llm.embed(ids), attention_mask=mask.to(llm.device), output_hidden_states=True,
+                  use_cache=False)
+    last = out.hidden_states[-1]
+    rows = [last[i, len(h) - 1 : len(h) - 1 + len(t)] for i, (h, t) in enumerate(zip(heads, texts_ids, strict=True))]
     return pad_sequences(rows)
 
 

@@ -39,7 +39,7 @@ class StateCEObjective:
     """Cross-entropy of the LLM state head (listen / respond / ignore) at the end of each 160 ms chunk.
 
     Labels come from ``batch["state_labels"]`` (one per chunk, ``-100`` = no label), as the duplex cuts carry
-    them. The state head reads the frozen LLM's last hidden state at the last audio position of each chunk.
+    them; a batch without labels contributes a zero loss. The state head reads the frozen LLM's last hidden state at the last audio position of each chunk.
     Also logs ``acc``, the chunk accuracy, and ``end_acc``, the accuracy on non-listen chunks.
     """
 
@@ -51,8 +51,8 @@ class StateCEObjective:
 
     def __call__(self, model: torch.nn.ModuleDict, batch: dict[str, Any]) -> dict[str, Tensor]:
         labels = batch.get("state_labels")
-        if labels is None:
-            raise ValueError("the `state_ce` objective needs cuts with custom['state_labels'] (duplex parts)")
+        if labels is None:  # e.g. a batch of dialogue cuts only, in a stage that mixes in duplex cuts
+            labels = torch.full((len(batch["cut_ids"]), 1), IGNORE, dtype=torch.long)
         out = last_llm_output(batch)
         emb, lens = audio_embeddings(model, batch)
         if out is None:

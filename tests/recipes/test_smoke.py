@@ -1,0 +1,121 @@
+"""The smoke recipe end to end (six stages on the synthetic tone world), kill-and-resume, and dry runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file
+
+from omnikit.config import load_recipe, validate_recipe
+from omnikit.training.build import build_model
+from omnikit.training.runner import StageError, run_recipe
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = REPO / "recipes" / "smoke.yaml"
+PAPER = REPO / "recipes" / "freeze_omni.yaml"
+CLI = [sys.executable, "-c", "from omnikit.cli.app import main; main()"]
+
+
+def test_freeze_omni_dry_run_builds_paper_scale_on_meta(capsys, tmp_path):
+    cfg = load_recipe(PAPER)
+    validate_recipe(cfg)
+    run_recipe(cfg, tmp_path, dry_run=True)
+    table = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[3:]}
+    assert rows["encoder"][2] == "358.0M" and rows["adapter"][2] == "17.8M"
+    assert rows["speech_decoder"][2] == "164.7M" and rows["llm"][2] == "7.6B"
+    # per stage: the encoder trains in input 1-2 only; stage 3 trains 25x3584 prompt + 3584x3+3 state head
+    assert rows["encoder"][3:] == ["358.0M", "358.0M", "-", "-", "-", "-"]
+    assert rows["llm"][3:] == ["-", "-", "100.4K", "-", "-", "-"]
+    assert rows["speech_decoder"][3:] == ["-", "-", "-", "-", "99.6M", "65.1M"]
+    assert not any(tmp_path.iterdir())  # a dry run writes nothing
+
+
+def test_init_from_a_later_stage_is_rejected(tmp_path):
+    cfg = load_recipe(SMOKE, ["stages.input_1_ctc.init.adapter=stage:input_2_align"])
+    with pytest.raises(StageError, match="not an earlier stage"):
+        run_recipe(cfg, tmp_path, dry_run=True)
+
+
+@pytest.mark.slow
+def test_smoke_recipe_trains_every_stage_and_keeps_frozen_parts(tmp_path):
+    cfg = load_recipe(SMOKE)
+    validate_recipe(cfg)
+    run_recipe(cfg, tmp_path)
+    schedule = list(cfg.schedule)
+    fresh_llm = build_model(OmegaConf.create({"model": {"llm": cfg.model.llm}}))["llm"].fingerprint()
+    expected_keys = {
+        "input_1_ctc": ("encoder.",),
+        "input_2_align": ("encoder.", "adapter."),
+        "input_3_dialogue": ("llm.prompt_embeddings", "llm.state_head."),
+        "output_1_codec": ("codec.",),
+        "output_2_decoder": ("speech_decoder.prenet.", "speech_decoder.embed.", "speech_decoder.layers.",
+                             "speech_decoder.norm.", "speech_decoder.head."),
+        "output_3_prefix": ("speech_decoder.prefix.",),
+    }
+    for stage in schedule:
+        out = tmp_path / "stages" / stage
+        done = json.loads((out / "done.json").read_text())
+        assert done["steps"] == cfg.stages[stage].trainer.max_steps
+        assert done["llm_fingerprint"] == fresh_llm, f"{stage} changed the frozen LLM"
+        assert done["loss_end"] < done["loss_start"], f"{stage}: loss did not go down ({done})"
+        keys = set(load_file(str(out / "trained.safetensors")))
+        assert keys and all(k.startswith(expected_keys[stage]) for k in keys), (stage, sorted(keys)[:5])
+        assert (out / "recipe.yaml").is_file() and not (out / "lightning").exists()
+        assert (tmp_path / "logs" / stage / "metrics.csv").is_file()
+    # frozen slots other than the LLM: bit-identical across the stages that did not train them
+    digests = {s: json.loads((tmp_path / "stages" / s / "done.json").read_text())["frozen_digest"] for s in schedule}
+    assert digests["output_2_decoder"]["encoder"] == digests["output_3_prefix"]["encoder"]
+    assert (tmp_path / "cmvn.json").is_file()
+    # the hand-off: output 3 started from output 2's decoder (its frozen shared layers are output 2's weights)
+    o2 = load_file(str(tmp_path / "stages" / "output_2_decoder" / "trained.safetensors"))
+    model = build_model(cfg)
+    from omnikit.training.checkpoints import load_slot
+
+    load_slot(model, "speech_decoder", tmp_path / "stages" / "output_2_decoder" / "trained.safetensors")
+    name = next(k for k in o2 if k.startswith("speech_decoder.layers."))
+    assert torch.equal(dict(model.named_parameters())[name], o2[name])
+    # re-running skips finished stages (nothing is retrained)
+    stamp = (tmp_path / "stages" / "input_1_ctc" / "done.json").stat().st_mtime_ns
+    t0 = time.time()
+    run_recipe(cfg, tmp_path)
+    assert (tmp_path / "stages" / "input_1_ctc" / "done.json").stat().st_mtime_ns == stamp
+    assert time.time() - t0 < 30
+
+
+@pytest.mark.slow
+def test_killed_stage_resumes_to_the_same_step_count(tmp_path):
+    steps = 30
+    cmd = [*CLI, "run", str(SMOKE), "--stage", "input_1_ctc", "--run-dir", str(tmp_path),
+           f"stages.input_1_ctc.trainer.max_steps={steps}", "stages.input_1_ctc.trainer.checkpoint_every_n_steps=4",
+           "stages.input_1_ctc.trainer.val_check_interval=1000"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "stages" / "input_1_ctc" / "lightning" / "last.ckpt"
+    deadline = time.time() + 240
+    try:
+        while not ckpt.is_file() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert ckpt.is_file(), "no Lightning checkpoint appeared before the deadline"
+        time.sleep(0.5)  # let the file be complete (Lightning writes it atomically)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (tmp_path / "stages" / "input_1_ctc" / "done.json").exists()
+    killed_at = torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"]
+    assert 0 < killed_at < steps
+    subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=400)
+    done = json.loads((tmp_path / "stages" / "input_1_ctc" / "done.json").read_text())
+    assert done["resumed"] is True and done["steps"] == steps
