@@ -195,7 +195,8 @@ class HFCausalLM(nn.Module):
         """A fresh conversation with the system prompt prefilled (computed once per prompt, then forked)."""
         prompt = self.config.system_prompt if system_prompt is None else system_prompt
         cached = self._system_states.get(prompt)
-        if cached is None or cached.last_hidden is None or cached.last_hidden.device != self.device:
+        hidden = None if cached is None else cached.last_hidden
+        if hidden is None or hidden.device != self.device or hidden.dtype != self.dtype:
             cached = LLMState(cache=self._new_cache(), system_prompt=prompt)
             self._feed(cached, self.embed(self.segments.system_ids(self.tokenizer, prompt)))
             self._system_states[prompt] = cached
@@ -210,8 +211,10 @@ class HFCausalLM(nn.Module):
         """Append the user-turn opening and the prompt embeddings (before the first audio chunk)."""
         ids = self._user_prefix_ids(state)
         embeds = [self.embed(ids)] if ids else []
-        embeds.append(self._prompt())
-        self._feed(state, torch.cat(embeds, dim=0))
+        if self.prompt_embeddings.shape[0]:
+            embeds.append(self._prompt())
+        if embeds:
+            self._feed(state, torch.cat(embeds, dim=0))
 
     def _user_prefix_ids(self, state: LLMState) -> list[int]:
         if state.role == "user":
