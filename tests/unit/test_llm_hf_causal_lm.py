@@ -108,7 +108,9 @@ def test_second_turn_uses_the_after_assistant_prefix_and_turn_order_is_checked()
     m = build("gemma")
     state = m.new_conversation()
     m.append_text_user_turn(state, "hi")
-    m.generate(state, max_new_tokens=3)
+    ids, hiddens = m.generate(state, max_new_tokens=3)
+    assert hiddens.shape == (len(ids), m.hidden_size) and len(ids) <= 3
+    assert state.generated[: len(ids)] == ids and state.role == "assistant"
     before = state.length
     m.start_user_turn(state)
     assert state.length == before + len(m.segments.user_prefix) + 3

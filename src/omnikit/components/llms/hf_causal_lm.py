@@ -248,7 +248,8 @@ class HFCausalLM(nn.Module):
             parts.append(self._prompt())
         if text:
             parts.append(self.text_embeddings(text))
-        self._feed(state, torch.cat(parts, dim=0))
+        if parts:
+            self._feed(state, torch.cat(parts, dim=0))
 
     def _sample(
         self, state: LLMState, sampling: Sampling, generator: torch.Generator | None
