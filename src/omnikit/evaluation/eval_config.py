@@ -13,7 +13,7 @@ from omnikit.registry import param
 class EvalConfig:
     """Options of ``evaluate_run`` (recipe section ``eval``; every field optional)."""
 
-    source: str | None = param(None, "Data source (a key under `data`); None: `world` if present, else the first.")
+    source: str | None = param(None, "Data source (a key under `data`); None: the one the scheduled stages train on most.")
     asr_parts: list[str] | None = param(None, "Parts for ASR; None: those of asr_dev, asr_test the source has.")
     dialogue_part: str | None = param(None, "Part for spoken QA; None: dialogue_test, else dialogue_dev.")
     duplex_part: str | None = param(None, "Part for duplex metrics; None: duplex_test, else duplex_dev.")

@@ -37,8 +37,20 @@ def read_metrics_csv(path: Path) -> dict[str, list[tuple[float, float]]]:
     return series
 
 
+def curve_keys(series: Mapping[str, list]) -> tuple[list[str], list[str]]:
+    """The columns worth plotting: losses (the total, plus per-objective ones when a stage has several
+    objectives) and accuracies (``*acc``); counts, perplexities and learning rates are left out."""
+    losses = [k for k in series if k.endswith("loss")]
+    per_objective = [k for k in losses if k.count("/") >= 2]
+    if len({k.split("/")[1] for k in per_objective}) <= 1:  # one objective: its loss equals the total
+        losses = [k for k in losses if k not in per_objective]
+    accs = [k for k in series if k.endswith("acc")]
+    return sorted(losses), sorted(accs)
+
+
 def plot_training_curves(logs_dir: Path, stages: list[str], out: Path) -> Path | None:
-    """One panel per stage with its logged losses and accuracies against the step; None if no log exists."""
+    """One panel per stage: its losses (left axis) and accuracies (right axis, dashed) against the step; None if
+    no stage has a log."""
     found = [(s, p) for s in stages if (p := Path(logs_dir) / s / "metrics.csv").is_file()]
     found = [(s, d) for s, p in found if (d := read_metrics_csv(p))]
     if not found:
@@ -48,12 +60,18 @@ def plot_training_curves(logs_dir: Path, stages: list[str], out: Path) -> Path |
     rows = math.ceil(len(found) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
     for ax, (stage, series) in zip(axes.flat, found, strict=False):
-        for name, points in sorted(series.items()):
-            xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, marker="o" if len(xs) < 4 else None, markersize=3, label=name)
+        losses, accs = curve_keys(series)
+        handles = []
+        for axis, keys, style in ((ax, losses, "-"), (ax.twinx() if accs else None, accs, "--")):
+            for name in keys:
+                xs, ys = zip(*series[name], strict=True)
+                handles += axis.plot(xs, ys, style, color=f"C{len(handles) % 10}", label=name,
+                                     marker="o" if len(xs) < 4 else None, markersize=3)
         ax.set_title(stage)
         ax.set_xlabel("step")
-        ax.legend(fontsize=7)
+        ax.set_ylabel("loss")
+        if handles:
+            ax.legend(handles=handles, fontsize=7)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(found):]:
         ax.axis("off")

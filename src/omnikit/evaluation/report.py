@@ -203,6 +203,19 @@ def write_demo(demo_dir: Path, question_wav: torch.Tensor, turn: probes.SpokenTu
 
 
 # ------------------------------------------------------------------------------------------------ entry point
+def default_source(cfg: Any) -> str | None:
+    """The data source the scheduled stages train on most (ties: schedule order); else the first under `data`."""
+    used: list[str] = []
+    for stage in cfg.get("schedule") or []:
+        src = OmegaConf.select(cfg, f"stages.{stage}.data.source", default=None)
+        if src and src in (cfg.get("data") or {}):
+            used.append(str(src))
+    if used:
+        return max(dict.fromkeys(used), key=used.count)
+    sources = list(cfg.get("data") or {})
+    return sources[0] if sources else None
+
+
 def evaluate_run(run_dir: Path, out_dir: Path | None = None, limit: int | None = None,
                  device: str = "cpu") -> dict[str, Any]:
     """Evaluate a trained run; write ``report.md``, ``metrics.json``, PNG plots and ``demo/`` into ``out_dir``
@@ -219,8 +232,7 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, limit: int | None =
     cfg = model.recipe
     ecfg = EvalConfig.from_mapping(OmegaConf.to_container(cfg.get("eval") or OmegaConf.create(), resolve=True))
     limit = limit if limit is not None else ecfg.limit
-    sources = list(cfg.get("data") or {})
-    source = ecfg.source or ("world" if "world" in sources else (sources[0] if sources else None))
+    source = ecfg.source or default_source(cfg)
     if source is None:
         raise ValueError(f"{run_dir / 'recipe.yaml'} has no `data` source to evaluate on")
     plugin, root = open_source(cfg, run_dir, source)

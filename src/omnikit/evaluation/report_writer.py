@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+MAX_CELL = 160  # characters of one table cell (long answers are cut)
+
 
 def _fmt(v: Any) -> str:
     if v is None:
         return "–"
     if isinstance(v, float):
         return f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}"
-    return str(v).replace("|", "\\|").replace("\n", " ")
+    text = "".join(ch if ch.isprintable() else " " for ch in str(v))
+    text = text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+    return text.replace("|", "\\|")
 
 
 def table(header: list[str], rows: list[list[Any]]) -> list[str]:
