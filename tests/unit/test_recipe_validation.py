@@ -95,3 +95,10 @@ def test_bad_override_and_include_cycle(fake_plugins, tmp_path):
         load_recipe(ok, ["justakey"])
     with pytest.raises(RecipeError, match="not found"):
         load_recipe(tmp_path / "nope.yaml")
+
+
+def test_inference_settings_are_checked(fake_plugins, tmp_path):
+    bad = write(tmp_path / "i.yaml", "omnikit: 1\ninference: {top_kk: 3, temperature: hot}\n")
+    problems = {p.path: p for p in find_problems(load_recipe(bad))}
+    assert problems["inference.top_kk"].suggestion == "top_k"
+    assert "expected float" in problems["inference.temperature"].message

@@ -236,6 +236,12 @@ def find_problems(cfg: DictConfig) -> list[Problem]:
         for slot in (stage.get("init") or {}).keys():
             if slot not in SLOT_KINDS:
                 problems.append(Problem(f"{spath}.init.{slot}", "unknown model slot", _near(str(slot), SLOT_KINDS)))
+    inference = cfg.get("inference")
+    if isinstance(inference, DictConfig):
+        from omnikit.inference.config import InferenceConfig  # lazy: pulls in torch
+
+        problems += check_args(InferenceConfig, {k: v for k, v in inference.items() if k != "speech_tracker"},
+                               "inference")
     problems += _missing_values(cfg, "")
     # keep one report per path (a missing value may be found by two checks)
     seen: set[str] = set()
