@@ -186,6 +186,22 @@ def chat(
                 typer.echo(f"wrote {output} ({result.audio.numel() / result.sample_rate:.2f} s)")
 
 
+@app.command("eval")
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="A trained run directory.")],
+    out: Annotated[Path | None, typer.Option(help="Where report.md, metrics.json and plots go (default RUN_DIR/eval).")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many examples per evaluated part.")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    verbose: VerboseOpt = False,
+) -> None:
+    """Evaluate a trained run: ASR, spoken vs written QA, output intelligibility, duplex, latency, cost."""
+    with guarded(verbose):
+        from omnikit.evaluation.report import evaluate_run
+
+        evaluate_run(run_dir, out, limit=limit, device=device)
+        typer.echo(f"wrote {(out or run_dir / 'eval') / 'report.md'}")
+
+
 def main() -> None:
     app()
 
