@@ -26,7 +26,9 @@ class MelVQConfig:
     n_mels: int = param(80, "Mel bins per frame.")
     frames_per_token: int = param(2, "Consecutive mel frames stacked into one token (2 x hop 200 = 40 tokens/s).")
     codebook_size: int = param(1024, "Number of codes in the single codebook (k-means centroids).")
-    log_eps: float = param(1e-5, "Floor added inside log(mel + eps); an additive floor keeps gradients alive.")
+    log_eps: float = param(
+        1e-2, "Floor inside log(mel + eps): additive (keeps gradients alive); 1e-2 spends no codes below -40 dB."
+    )
     vocoder: str = param("griffin_lim", "Decode path: griffin_lim (codebook mel -> inverse mel -> GL) or learned.")
     griffin_lim_iters: int = param(32, "Griffin-Lim iterations per decode.")
     kmeans_iters: int = param(15, "Lloyd iterations in fit_from_data (stops early when the error settles).")
@@ -49,10 +51,12 @@ class MelVQCodec(nn.Module):
 
     * ``griffin_lim``: codebook lookup -> mel magnitudes -> ``InverseMelScale`` -> Griffin-Lim. Needs no
       training beyond the k-means fit.
-    * ``learned``: codebook lookup -> a small dilated-conv network over the token sequence (finite receptive
-      field, ``sum(decoder_dilations)`` tokens each side) that predicts full-resolution log-magnitude STFT frames
-      -> Griffin-Lim. It undoes part of the quantisation error from context and skips the lossy inverse mel
-      step. Trained by gradient through ``reconstruction_loss`` (log-magnitude L1 + log-mel L1).
+    * ``learned``: codebook lookup -> least-squares inverse mel (the Griffin-Lim path's magnitudes) plus a
+      correction predicted by a small dilated-conv network over the token sequence (finite receptive field,
+      ``sum(decoder_dilations)`` tokens each side) -> full-resolution log-magnitude STFT frames -> Griffin-Lim.
+      The correction starts at zero (untrained = the Griffin-Lim path) and learns to undo part of the
+      quantisation and inverse-mel error from context. Trained by gradient through ``reconstruction_loss``
+      (log-magnitude L1 + log-mel L1); the codebook stays fixed.
 
     All state is in buffers and parameters, so ``state_dict`` (and safetensors) round-trips the fitted codec.
     """
