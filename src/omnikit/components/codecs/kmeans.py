@@ -23,14 +23,14 @@ def nearest(x: Tensor, centroids: Tensor, block: int = 8192) -> tuple[Tensor, Te
 
 def kmeans_pp_init(x: Tensor, k: int, generator: torch.Generator) -> Tensor:
     """k-means++ seeding: each new centroid is drawn with probability proportional to squared distance."""
-    n = x.shape[0]
-    first = int(torch.randint(n, (1,), generator=generator))
+    n, dev = x.shape[0], x.device
+    first = int(torch.randint(n, (1,), generator=generator, device=dev))
     centroids = [x[first]]
     d2 = ((x - x[first]) ** 2).sum(-1)
     for _ in range(1, k):
         total = d2.sum()
         if total <= 0:
-            j = int(torch.randint(n, (1,), generator=generator))
+            j = int(torch.randint(n, (1,), generator=generator, device=dev))
         else:
             j = int(torch.multinomial(d2 / total, 1, generator=generator))
         centroids.append(x[j])
@@ -45,11 +45,11 @@ def kmeans(x: Tensor, k: int, iters: int = 20, seed: int = 0, tol: float = 1e-5)
     code still decodes to something plausible.
     """
     x = x.float()
-    g = torch.Generator(device="cpu").manual_seed(seed)
+    g = torch.Generator(device=x.device).manual_seed(seed)
     n, d = x.shape
     if n < k:
-        extra = x[torch.randint(n, (k - n,), generator=g)] + 1e-3 * torch.randn(k - n, d, generator=g)
-        centroids = torch.cat([x, extra.to(x.device)])
+        pick = torch.randint(n, (k - n,), generator=g, device=x.device)
+        centroids = torch.cat([x, x[pick] + 1e-3 * torch.randn(k - n, d, generator=g, device=x.device)])
         return centroids, torch.zeros(())
     centroids = kmeans_pp_init(x, k, g)
     prev = float("inf")

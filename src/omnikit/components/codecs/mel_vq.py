@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -94,6 +95,7 @@ class MelVQCodec(nn.Module):
         self.register_buffer("feat_mean", torch.zeros(self.token_dim))
         self.register_buffer("feat_std", torch.ones(self.token_dim))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        self._warned_unfitted = False
         self.decoder = SpectrogramDecoder(
             self.token_dim,
             self.n_freq,
@@ -241,6 +243,11 @@ class MelVQCodec(nn.Module):
 
     def reconstruction_loss(self, wav: Tensor) -> dict[str, Tensor]:
         """Learned-decoder losses for a batch of audio (B, samples); the codebook is fixed (k-means)."""
+        if not self._warned_unfitted and not bool(self.fitted):
+            self._warned_unfitted = True
+            warnings.warn(
+                "mel_vq: training the learned decoder on an unfitted codebook; call fit_from_data first", stacklevel=2
+            )
         return self.decoder_loss(**self.decoder_targets(wav))
 
 
