@@ -7,7 +7,8 @@ For each size it generates one segment (``text_tokens`` LLM token embeddings + a
 EOS disabled, so exactly ``--tokens`` codec tokens are produced, and reports the median of ``--repeats`` runs:
 ``prefill_ms`` (prefix decoder + H), ``prefill_to_first_chunk_ms`` (the paper's "prefill -> first speech-token
 chunk", 20 tokens), ``segment_start_to_first_chunk_ms`` (their sum) and AR ``tokens_per_s``, plus the best
-run of each (``best_*``), the better estimate on a CPU shared with other jobs.
+run of each (``best_*``), the better estimate on a CPU shared with other jobs. On a loaded CPU run it with
+``OMP_WAIT_POLICY=PASSIVE``: with the default (spinning) policy two threads are several times slower.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def machine(device: str) -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": device,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (libgomp default)"),
         "load_average_at_start": os.getloadavg(),
         "note": "CPU shared with other engineers' jobs while measuring; numbers are noisy upper bounds.",
     }
