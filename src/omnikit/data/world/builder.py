@@ -157,6 +157,11 @@ def llm_answerer(model: str, max_new_tokens: int, batch_size: int = 64, threads:
     return LLMAnswerer(model, max_new_tokens, batch_size, threads)
 
 
+def _speakable(text: str) -> bool:
+    """Whether the assistant voice can read ``text``: non-empty Latin script (answers sometimes hold CJK)."""
+    return bool(text) and re.fullmatch(r"[\x20-\x7E\u00A0-\u017F\u2018-\u201D\u2013\u2014\u2026]+", text) is not None
+
+
 def clean_answer(text: str) -> str:
     """Drop a sentence cut off by the token limit (keep at least the first sentence)."""
     text = re.sub(r"\s+", " ", text).strip()
@@ -225,8 +230,10 @@ class SpeechWorldDataset:
         with self._pool() as pool:
             # user speech needs no answers: it renders in worker processes while the LLM answers here
             pending = pool.map(_render_job, [(j, cfg, str(root)) for j in user_jobs], chunksize=4)
+            cpu = time.process_time()
             answers = self._answers(root, questions)
             timings["answers"] = lap()
+            timings["answers_cpu"] = round(time.process_time() - cpu, 1)
             user_metas = list(tqdm(pending, total=len(user_jobs), desc="speech_world: user audio"))
             timings["user_audio_after_answers"] = lap()
             tts_jobs = self._tts_jobs(plan, answers)
@@ -338,7 +345,7 @@ class SpeechWorldDataset:
         c, jobs = self.config, []
         for split in ("train", "dev"):
             qs, ss = plan[split]["questions"], plan[split]["sentences"]
-            texts = list(dict.fromkeys(answers[q.text] for q in qs if answers.get(q.text)))
+            texts = list(dict.fromkeys(answers[q.text] for q in qs if _speakable(answers.get(q.text, ""))))
             extra = [s.text for s in self._sample(ss, self._count(c.tts_plain_sentences, split), "tts", split)]
             for i, text in enumerate(texts + extra):
                 kind = "answer" if i < len(texts) else "plain"
