@@ -115,3 +115,17 @@ def test_prepare_is_cached_and_deterministic(built, tmp_path):
         digests.append(_digest(tmp_path / name))
     assert digests[0] == digests[1]
     assert digests[0] != _digest(root)  # a different config builds different data
+
+
+@pytest.mark.slow
+def test_default_voices_build_with_natural_voices(tmp_path):
+    """hibari, piper and espeak together, the assistant voice at 24 kHz (needs the ``world`` extra)."""
+    pytest.importorskip("hibari")
+    pytest.importorskip("piper")
+    cfg = SpeechWorldDataset.config_class(scale=0.01, workers=0, unseen_voice_fraction=0.0)
+    ds = SpeechWorldDataset(cfg, answerer=fake_answerer)
+    ds.prepare(tmp_path)
+    voices = {c.custom["voice"] for p in ("asr_train", "asr_dev") for c in ds.cuts(p, tmp_path)}
+    assert {"hibari:heart", "piper:joe"} & voices
+    tts = list(ds.cuts("tts_train", tmp_path))
+    assert tts and all(c.sampling_rate == 24000 and c.custom["voice"] == "hibari:heart" for c in tts)
