@@ -52,7 +52,8 @@ def test_smoke_recipe_trains_every_stage_and_keeps_frozen_parts(tmp_path):
     validate_recipe(cfg)
     run_recipe(cfg, tmp_path)
     schedule = list(cfg.schedule)
-    fresh_llm = build_model(OmegaConf.create({"model": {"llm": cfg.model.llm}}))["llm"].fingerprint()
+    llm_only = OmegaConf.create({"model": {"llm": OmegaConf.to_container(cfg.model.llm, resolve=True)}})
+    fresh_llm = build_model(llm_only)["llm"].fingerprint()
     expected_keys = {
         "input_1_ctc": ("encoder.",),
         "input_2_align": ("encoder.", "adapter."),
@@ -67,23 +68,23 @@ def test_smoke_recipe_trains_every_stage_and_keeps_frozen_parts(tmp_path):
         done = json.loads((out / "done.json").read_text())
         assert done["steps"] == cfg.stages[stage].trainer.max_steps
         assert done["llm_fingerprint"] == fresh_llm, f"{stage} changed the frozen LLM"
-        assert done["loss_end"] < done["loss_start"], f"{stage}: loss did not go down ({done})"
+        # same dev cuts before the first and after the last step: did the stage learn?
+        assert done["val_loss_end"] < done["val_loss_start"], f"{stage}: dev loss did not go down ({done})"
         keys = set(load_file(str(out / "trained.safetensors")))
         assert keys and all(k.startswith(expected_keys[stage]) for k in keys), (stage, sorted(keys)[:5])
         assert (out / "recipe.yaml").is_file() and not (out / "lightning").exists()
         assert (tmp_path / "logs" / stage / "metrics.csv").is_file()
-    # frozen slots other than the LLM: bit-identical across the stages that did not train them
-    digests = {s: json.loads((tmp_path / "stages" / s / "done.json").read_text())["frozen_digest"] for s in schedule}
-    assert digests["output_2_decoder"]["encoder"] == digests["output_3_prefix"]["encoder"]
     assert (tmp_path / "cmvn.json").is_file()
-    # the hand-off: output 3 started from output 2's decoder (its frozen shared layers are output 2's weights)
-    o2 = load_file(str(tmp_path / "stages" / "output_2_decoder" / "trained.safetensors"))
-    model = build_model(cfg)
+    # output 3 trained only the prefix: the rest of its decoder (frozen) is bit-identical to output 2's result
     from omnikit.training.checkpoints import load_slot
+    from omnikit.training.freezing import apply_trainable, select_trainable
+    from omnikit.training.runner import frozen_digest
 
+    model = build_model(cfg)
     load_slot(model, "speech_decoder", tmp_path / "stages" / "output_2_decoder" / "trained.safetensors")
-    name = next(k for k in o2 if k.startswith("speech_decoder.layers."))
-    assert torch.equal(dict(model.named_parameters())[name], o2[name])
+    apply_trainable(model, select_trainable(model, [r"speech_decoder\.prefix\..*"]))
+    o3 = json.loads((tmp_path / "stages" / "output_3_prefix" / "done.json").read_text())
+    assert frozen_digest(model)["speech_decoder"] == o3["frozen_digest"]["speech_decoder"]
     # re-running skips finished stages (nothing is retrained)
     stamp = (tmp_path / "stages" / "input_1_ctc" / "done.json").stat().st_mtime_ns
     t0 = time.time()

@@ -110,3 +110,24 @@ def test_codec_token_ce_trains_the_right_decoder_part(model, world, use_hidden):
     prefix_grads = [p.grad for p in model["speech_decoder"].prefix.parameters() if p.grad is not None]
     assert bool(prefix_grads) == use_hidden
     assert 0.0 <= out["acc"].item() <= 1.0
+
+
+def test_codec_reconstruction_crops_without_padding(model, world):
+    from omnikit.components.objectives.codec_reconstruction import (
+        CodecReconstructionConfig,
+        CodecReconstructionObjective,
+    )
+
+    ds, root = world
+    batch = batch_of(ds, root, "tts_train", needs=("wav",))
+    seen = []
+    codec = model["codec"]
+    original = codec.reconstruction_loss
+    codec.reconstruction_loss = lambda wav: seen.append(wav) or original(wav)
+    try:
+        out = CodecReconstructionObjective(CodecReconstructionConfig(segment_seconds=0.25))(model, batch)
+    finally:
+        del codec.reconstruction_loss
+    assert seen[0].shape == (batch["wav"].shape[0], 4000) and torch.isfinite(out["loss"])
+    # crops come from inside each utterance: no all-zero (padding) tail
+    assert torch.all(seen[0][:, -400:].abs().sum(-1) > 0)

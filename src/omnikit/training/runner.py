@@ -10,6 +10,7 @@ the frozen LLM's fingerprint (and every other frozen parameter) must be bit-iden
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shutil
 import time
@@ -43,6 +44,7 @@ from omnikit.training.data import (
     ensure_cmvn,
     open_source,
     stage_cuts,
+    write_json,
 )
 from omnikit.training.freezing import apply_trainable, select_trainable
 from omnikit.training.module import ObjectiveSpec, OptimConfig, StageModule
@@ -71,6 +73,7 @@ class TrainerConfig:
     accelerator: str = "auto"
     checkpoint_every_n_steps: int = 200  # Lightning checkpoints for resuming
     keep_lightning_checkpoint: bool = False  # keep stages/<stage>/lightning after the stage finishes
+    validate_start_end: bool = True  # validate before the first and after the last step (done.json: val_loss_*)
     enable_progress_bar: bool = True
 
     @classmethod
@@ -138,6 +141,11 @@ def apply_inits(model: torch.nn.ModuleDict, cfg: DictConfig, stage: dict[str, An
     return done
 
 
+def val_loss(results: list[dict[str, float]]) -> float | None:
+    value = results[0].get("val/loss") if results else None
+    return None if value is None else float(value)
+
+
 class LossHistory(Callback):
     """Records the training loss of every optimizer step (for ``done.json``: did the loss go down?)."""
 
@@ -171,6 +179,9 @@ def run_stage(cfg: DictConfig, run_dir: Path, name: str) -> dict[str, Any]:
     optim_cfg = OptimConfig.from_mapping(stage.get("optim"))
 
     model = build_model(cfg)
+    if getattr(model["llm"] if "llm" in model else None, "is_meta", False):
+        raise StageError(f"model.llm is architecture-only ({cfg.model.llm.args.model}): it has no weights to train "
+                         "against; set paths.llm (or model.llm.args.model) to a real model, or use --dry-run")
     initialised = apply_inits(model, cfg, stage, run_dir)
 
     data = stage.get("data") or {}
@@ -230,6 +241,10 @@ def run_stage(cfg: DictConfig, run_dir: Path, name: str) -> dict[str, Any]:
         num_sanity_val_steps=0, enable_progress_bar=trainer_cfg.enable_progress_bar,
         enable_model_summary=False,
     )
+    validate = trainer_cfg.validate_start_end and val_cuts is not None
+    start_file = out / "val_start.json"
+    if validate and resume is None:
+        write_json(start_file, val_loss(trainer.validate(module, datamodule=datamodule, verbose=False)))
     # Our own checkpoint files; weights_only=True all the same (no arbitrary unpickling).
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True)
     if trainer.global_step < trainer_cfg.max_steps:
@@ -238,6 +253,7 @@ def run_stage(cfg: DictConfig, run_dir: Path, name: str) -> dict[str, Any]:
     if trainer.global_rank != 0:
         return {}
 
+    val_end = val_loss(trainer.validate(module, datamodule=datamodule, verbose=False)) if validate else None
     model.cpu()
     after = frozen_digest(model)
     changed = [s for s in before if before[s] != after[s]]
@@ -257,6 +273,8 @@ def run_stage(cfg: DictConfig, run_dir: Path, name: str) -> dict[str, Any]:
         "llm_fingerprint": after.get("llm"),
         "loss_start": sum(losses[:k]) / k if losses else None,
         "loss_end": sum(losses[-k:]) / k if losses else None,
+        "val_loss_start": json.loads(start_file.read_text()) if start_file.is_file() else None,
+        "val_loss_end": val_end,
         "resumed": resume is not None,
         "bad_audio_skipped": module.bad_audio,
         "seconds": round(time.time() - t0, 2),

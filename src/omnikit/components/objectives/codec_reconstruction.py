@@ -16,13 +16,18 @@ class CodecReconstructionConfig:
     fit_max_cuts: int = param(
         256, "Cuts read for the codec's non-gradient fit (`fit_from_data`, e.g. k-means) before training; 0 = no fit."
     )
+    segment_seconds: float = param(
+        1.0, "Random crop per utterance (TiCodec: 1 s), shortened to the batch's shortest utterance: no padding."
+    )
 
 
 class CodecReconstructionObjective:
     """The codec's ``reconstruction_loss(wav)`` on assistant-voice audio at the codec's sample rate.
 
     Codecs that have a non-gradient initialisation (``fit_from_data``, e.g. a k-means codebook) are fitted by
-    the stage runner before the first step, on up to ``fit_max_cuts`` training cuts.
+    the stage runner before the first step, on up to ``fit_max_cuts`` training cuts. Each utterance is cropped
+    at random to one common length (``segment_seconds`` or the shortest utterance), so no padding enters the
+    loss.
     """
 
     config_class = CodecReconstructionConfig
@@ -32,5 +37,10 @@ class CodecReconstructionObjective:
         self.config = config
 
     def __call__(self, model: torch.nn.ModuleDict, batch: dict[str, Any]) -> dict[str, Tensor]:
-        out = model["codec"].reconstruction_loss(batch["wav"])
+        codec = model["codec"]
+        wav, lens = batch["wav"], batch["wav_lens"]
+        n = max(1, min(int(self.config.segment_seconds * codec.sample_rate), int(lens.min())))
+        starts = [int(torch.randint(0, int(length) - n + 1, ())) for length in lens]
+        crops = torch.stack([wav[i, s : s + n] for i, s in enumerate(starts)])
+        out = codec.reconstruction_loss(crops)
         return {k: v for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1}
