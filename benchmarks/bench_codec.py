@@ -131,7 +131,7 @@ def train_decoder(codec: MelVQCodec, wavs: list[torch.Tensor], seconds: float, b
         frac = (time.perf_counter() - t0) / seconds
         for group in opt.param_groups:
             group["lr"] = 2e-3 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
-        parts: dict[str, list[torch.Tensor]] = {"tokens": [], "log_magnitude": [], "log_mel": []}
+        parts: dict[str, list[torch.Tensor]] = {"tokens": [], "log_mel": []}
         for _ in range(batch):
             tg = targets[rng.randrange(len(targets))]
             n = tg["tokens"].shape[1]
@@ -139,7 +139,6 @@ def train_decoder(codec: MelVQCodec, wavs: list[torch.Tensor], seconds: float, b
             if n < crop:  # short utterance: repeat it (rare; sentences are longer than a crop)
                 tg = {k: torch.cat([v] * (crop // n + 1), dim=1 if k != "log_mel" else 2) for k, v in tg.items()}
             parts["tokens"].append(tg["tokens"][0, s : s + crop])
-            parts["log_magnitude"].append(tg["log_magnitude"][0, s * fpt : (s + crop) * fpt])
             parts["log_mel"].append(tg["log_mel"][0, :, s * fpt : (s + crop) * fpt])
         out = codec.decoder_loss(**{k: torch.stack(v) for k, v in parts.items()})
         logged = {k: float(v.detach()) for k, v in out.items()}

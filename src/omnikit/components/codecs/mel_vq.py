@@ -40,7 +40,6 @@ class MelVQConfig:
         factory=lambda: [1, 2, 4, 1], doc="Dilations of the learned decoder's kernel-3 blocks (receptive field = sum)."
     )
     decoder_dropout: float = param(0.0, "Dropout in the learned decoder blocks.")
-    mel_loss_weight: float = param(1.0, "Weight of the log-mel L1 term in reconstruction_loss.")
 
 
 class MelVQCodec(nn.Module):
@@ -52,12 +51,11 @@ class MelVQCodec(nn.Module):
 
     * ``griffin_lim``: codebook lookup -> mel magnitudes -> ``InverseMelScale`` -> Griffin-Lim. Needs no
       training beyond the k-means fit.
-    * ``learned``: codebook lookup -> least-squares inverse mel (the Griffin-Lim path's magnitudes) plus a
-      correction predicted by a small dilated-conv network over the token sequence (finite receptive field,
-      ``sum(decoder_dilations)`` tokens each side) -> full-resolution log-magnitude STFT frames -> Griffin-Lim.
-      The correction starts at zero (untrained = the Griffin-Lim path) and learns to undo part of the
-      quantisation and inverse-mel error from context. Trained by gradient through ``reconstruction_loss``
-      (log-magnitude L1 + log-mel L1); the codebook stays fixed.
+    * ``learned``: codebook lookup -> the codebook log-mel frames plus a correction predicted by a small
+      dilated-conv network over the token sequence (finite receptive field, ``sum(decoder_dilations)`` tokens
+      each side) -> the same inverse mel + Griffin-Lim. The correction starts at zero (untrained = the
+      Griffin-Lim path) and learns to undo part of the quantisation error from context. Trained by gradient
+      through ``reconstruction_loss`` (log-mel L1); the codebook stays fixed.
 
     All state is in buffers and parameters, so ``state_dict`` (and safetensors) round-trips the fitted codec.
     """
@@ -80,7 +78,6 @@ class MelVQCodec(nn.Module):
                 sample_rate=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop, n_mels=config.n_mels,
                 power=1.0,
             )
-            self.spec = torchaudio.transforms.Spectrogram(n_fft=config.n_fft, hop_length=config.hop, power=1.0)
             inverse_mel = torchaudio.transforms.InverseMelScale(
                 n_stft=self.n_freq, n_mels=config.n_mels, sample_rate=config.sample_rate
             )
@@ -98,14 +95,14 @@ class MelVQCodec(nn.Module):
         self._warned_unfitted = False
         self.decoder = SpectrogramDecoder(
             self.token_dim,
-            self.n_freq,
+            config.n_mels,
             config.frames_per_token,
             config.decoder_dim,
             list(config.decoder_dilations),
             config.decoder_dropout,
         )
-        # The network learns a correction to the inverse-mel baseline: zero output at init, so the untrained
-        # learned vocoder decodes exactly like the Griffin-Lim path and training can only move it from there.
+        # The network learns a correction to the codebook's log-mel: zero output at init, so the untrained
+        # learned vocoder decodes exactly like the Griffin-Lim path and training only moves it from there.
         nn.init.zeros_(self.decoder.out.weight)
         nn.init.zeros_(self.decoder.out.bias)
 
@@ -123,12 +120,6 @@ class MelVQCodec(nn.Module):
         wav = self._pad(wav.float())
         n = wav.shape[-1] // self.samples_per_token
         return self._frames(torch.log(self.mel(wav) + self.config.log_eps), n)
-
-    def log_magnitude(self, wav: Tensor) -> Tensor:
-        """(B, samples) -> (B, N * frames_per_token, n_freq) natural-log STFT magnitudes (decoder targets)."""
-        wav = self._pad(wav.float())
-        n = wav.shape[-1] // self.samples_per_token
-        return self._frames(torch.log(self.spec(wav) + self.config.log_eps), n).transpose(1, 2)
 
     def token_vectors(self, wav: Tensor) -> Tensor:
         """(B, samples) -> (B, N, n_mels * frames_per_token): stacked log-mel frames, one vector per token."""
@@ -172,15 +163,13 @@ class MelVQCodec(nn.Module):
         frames = self.codebook[tokens].reshape(b, n * self.config.frames_per_token, self.config.n_mels)
         return frames.transpose(1, 2)
 
-    def predict_log_magnitude(self, tokens: Tensor) -> Tensor:
-        """The learned decoder: (B, N) tokens -> (B, N * frames_per_token, n_freq) log-magnitudes.
+    def predict_log_mel(self, tokens: Tensor) -> Tensor:
+        """The learned decoder: (B, N) tokens -> (B, n_mels, N * frames_per_token) refined log-mel.
 
-        Inverse-mel magnitudes of the codebook vectors plus a correction predicted from the token context.
+        The codebook's log-mel frames plus a correction predicted from the surrounding tokens.
         """
-        with torch.no_grad():
-            base = torch.log(self.inverse_mel_magnitude(self._codebook_log_mel(tokens)) + self.config.log_eps)
         x = (self.codebook[tokens] - self.feat_mean) / self.feat_std
-        return base.transpose(1, 2) + self.decoder(x)
+        return self._codebook_log_mel(tokens) + self.decoder(x).transpose(1, 2)
 
     def _griffin_lim(self, magnitude: Tensor, length: int) -> Tensor:
         # Centred STFT of ``length = T * hop`` samples has T + 1 frames: repeat the last frame to match.
@@ -213,8 +202,7 @@ class MelVQCodec(nn.Module):
         if n == 0:
             return torch.zeros(b, 0, device=self.codebook.device)
         if self.config.vocoder == "learned":
-            mag = (torch.exp(self.predict_log_magnitude(tokens)) - self.config.log_eps).clamp_min(0)
-            return self._griffin_lim(mag.transpose(1, 2), n * self.samples_per_token)
+            return self.decode_log_mel(self.predict_log_mel(tokens))
         return self.decode_log_mel(self._codebook_log_mel(tokens))
 
     def streaming_decoder(self, first_chunk: int = 20, chunk: int = 40, context: int = 10) -> WindowedStreamingDecoder:
@@ -225,21 +213,20 @@ class MelVQCodec(nn.Module):
 
     @torch.no_grad()
     def decoder_targets(self, wav: Tensor) -> dict[str, Tensor]:
-        """What the learned decoder trains on, for (B, samples): tokens and the true log-magnitudes and log-mels.
+        """What the learned decoder trains on, for (B, samples): tokens and the true log-mel frames.
 
         Precompute these once per utterance to train faster than calling ``reconstruction_loss`` on audio.
         """
         wav = wav.to(self.codebook.device)
-        return {"tokens": self.encode(wav), "log_magnitude": self.log_magnitude(wav), "log_mel": self.log_mel(wav)}
+        return {"tokens": self.encode(wav), "log_mel": self.log_mel(wav)}
 
-    def decoder_loss(self, tokens: Tensor, log_magnitude: Tensor, log_mel: Tensor) -> dict[str, Tensor]:
-        """L1 on log-magnitude STFT frames + weighted L1 on the log-mel of the predicted magnitudes."""
-        pred = self.predict_log_magnitude(tokens)
-        mag_l1 = (pred - log_magnitude).abs().mean()
-        pred_mel = torch.log(self.mel.mel_scale(torch.exp(pred).transpose(1, 2)) + self.config.log_eps)
-        mel_l1 = (pred_mel - log_mel).abs().mean()
-        loss = mag_l1 + self.config.mel_loss_weight * mel_l1
-        return {"loss": loss, "log_magnitude_l1": mag_l1.detach(), "log_mel_l1": mel_l1.detach()}
+    def decoder_loss(self, tokens: Tensor, log_mel: Tensor) -> dict[str, Tensor]:
+        """L1 between refined and true log-mel; ``codebook_l1`` is the same for the plain codebook lookup."""
+        pred = self.predict_log_mel(tokens)
+        loss = (pred - log_mel).abs().mean()
+        with torch.no_grad():
+            codebook_l1 = (self._codebook_log_mel(tokens) - log_mel).abs().mean()
+        return {"loss": loss, "log_mel_l1": loss.detach(), "codebook_l1": codebook_l1}
 
     def reconstruction_loss(self, wav: Tensor) -> dict[str, Tensor]:
         """Learned-decoder losses for a batch of audio (B, samples); the codebook is fixed (k-means)."""
