@@ -105,7 +105,7 @@ def test_prepare_is_cached_and_deterministic(built, tmp_path):
     stamp = (root / "prepared.json").stat().st_mtime_ns
     ds.prepare(root)
     assert (root / "prepared.json").stat().st_mtime_ns == stamp
-    small = dict(fact_questions=300, open_questions=0, plain_sentences=0, duplex_examples=300, tts_plain_sentences=0)
+    small = dict(fact_questions=300, open_questions=0, plain_sentences=300, duplex_examples=300, tts_plain_sentences=0)
     digests = []
     for name, workers in [("a", 0), ("b", 2)]:  # inline and two processes build the same bytes
         d = _dataset(0, workers)
@@ -119,13 +119,15 @@ def test_prepare_is_cached_and_deterministic(built, tmp_path):
 
 @pytest.mark.slow
 def test_default_voices_build_with_natural_voices(tmp_path):
-    """hibari, piper and espeak together, the assistant voice at 24 kHz (needs the ``world`` extra)."""
+    """hibari, piper and espeak together, the assistant voice at 24 kHz, reproducible (needs ``world``)."""
     pytest.importorskip("hibari")
     pytest.importorskip("piper")
     cfg = SpeechWorldDataset.config_class(scale=0.01, workers=0, unseen_voice_fraction=0.0)
     ds = SpeechWorldDataset(cfg, answerer=fake_answerer)
-    ds.prepare(tmp_path)
-    voices = {c.custom["voice"] for p in ("asr_train", "asr_dev") for c in ds.cuts(p, tmp_path)}
+    ds.prepare(tmp_path / "a")
+    voices = {c.custom["voice"] for p in ("asr_train", "asr_dev") for c in ds.cuts(p, tmp_path / "a")}
     assert {"hibari:heart", "piper:joe"} & voices
-    tts = list(ds.cuts("tts_train", tmp_path))
+    tts = list(ds.cuts("tts_train", tmp_path / "a"))
     assert tts and all(c.sampling_rate == 24000 and c.custom["voice"] == "hibari:heart" for c in tts)
+    SpeechWorldDataset(cfg, answerer=fake_answerer).prepare(tmp_path / "b")
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")

@@ -36,6 +36,7 @@ def test_facts_and_topics_are_disjoint_across_splits(plan):
 def test_plan_is_deterministic_and_depends_on_seed(plan):
     again = _dataset().plan()
     assert [q.text for q in again["train"]["questions"]] == [q.text for q in plan["train"]["questions"]]
+    assert [x.text for x in again["test"]["sentences"]] == [x.text for x in plan["test"]["sentences"]]
     other = _dataset(seed=1).plan()
     assert [q.text for q in other["train"]["questions"]] != [q.text for q in plan["train"]["questions"]]
 

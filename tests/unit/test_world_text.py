@@ -26,5 +26,6 @@ def test_sentences_are_normalised_for_speech():
     assert spoken_numbers("found in 1886 with 3.8 days") == "found in eighteen eighty-six with three point eight days"
     assert clean_sentence("the oceans are teeming with life") == "The oceans are teeming with life."
     assert clean_sentence("too short") is None
+    assert clean_sentence("Represent and manipulate single IPv4 addresses.") is None
     assert clean_sentence("uses <html> tags in this text") is None
     assert article("apple") == "an" and article("violin") == "a"

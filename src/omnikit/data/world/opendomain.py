@@ -9,8 +9,8 @@ a stdlib module) so that dev and test can be kept on topics never seen in traini
 
 from __future__ import annotations
 
-import importlib
-import inspect
+import ast
+import importlib.util
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -72,8 +72,8 @@ def clean_sentence(text: str, min_words: int = 4, max_words: int = 20) -> str | 
     """Normalise a sentence for speech (numbers in words, capital first letter, final period) or None."""
     text = re.sub(r"\([^)]*\)", "", text).replace("`", "").replace('"', "").strip()
     text = re.sub(r"\s+", " ", text).strip(" ;:,-")
-    if not text or not _OK.fullmatch(text):
-        return None
+    if not text or not _OK.fullmatch(text) or re.search(r"[A-Za-z]\d|\d[A-Za-z]", text):
+        return None  # "IPv4", "3D": no clean spoken form
     words = text.split()
     if not min_words <= len(words) <= max_words:
         return None
@@ -178,19 +178,22 @@ def element_sentences() -> list[Sentence]:
     return out
 
 
+@lru_cache(maxsize=1)
 def stdlib_sentences() -> list[Sentence]:
-    """First sentences of docstrings of the standard library modules above and their public members."""
+    """First sentences of the docstrings of the standard library modules above and their public top-level
+    functions and classes, read from the source files with ``ast`` (so other imports or monkey-patching
+    cannot change the list; it depends only on the Python version)."""
     out, seen = [], set()
     for name in STDLIB_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - a module missing on this platform is simply skipped
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
             continue
-        docs = [inspect.getdoc(module)] + [
-            inspect.getdoc(obj) for key, obj in sorted(vars(module).items()) if not key.startswith("_")
-            and (inspect.isfunction(obj) or inspect.isclass(obj)) and getattr(obj, "__module__", "") == name
-        ]
-        for doc in docs:
+        try:
+            tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, UnicodeDecodeError):
+            continue
+        nodes = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef) and not n.name.startswith("_")]
+        for doc in [ast.get_docstring(tree)] + [ast.get_docstring(n) for n in nodes]:
             if not doc:
                 continue
             first = re.split(r"(?<=\.)\s", doc.split("\n\n")[0].replace("\n", " "))[0]
