@@ -3,10 +3,10 @@
 Default backbone SmolLM2-135M-Instruct (embedded), float32 on CPU, with 2 and then 1 torch threads.
 For each context length L (positions already in the conversation: system prompt, user prefix, 25 prompt
 embeddings and random "audio" embeddings), greedy-decodes ``--tokens`` tokens both ways and reports
-milliseconds per token.
+milliseconds per token (median over the tokens).
 Also times the system prefill, a fork (one copy of the cache) and the weight fingerprint.
 
-    python benchmarks/bench_llm_decode.py [--model smollm2-135m-instruct] [--tokens 8] \
+    python benchmarks/bench_llm_decode.py [--model smollm2-135m-instruct] [--tokens 12] \
         [--contexts 64 256 512] [--threads 2 1]
 """
 
@@ -68,23 +68,27 @@ def bench_context(m: HFCausalLM, context: int, tokens: int) -> dict:
     first = time.perf_counter() - start
     prefix_len = state.length
     cached_ids = [token]
-    start = time.perf_counter()
+    cached_times = []
     for _ in range(tokens - 1):
+        start = time.perf_counter()
         hidden = m._feed(state, m.embed([token]))[0, -1]
         token = int(m._logits(hidden).argmax())
+        cached_times.append(time.perf_counter() - start)
         cached_ids.append(token)
-    cached = (time.perf_counter() - start) / (tokens - 1)
+    cached = statistics.median(cached_times)
 
     seq = _sequence(m, context)  # the same positions, re-run in full for every new token
     assert seq.shape[0] == prefix_len
     rerun_ids = []
-    start = time.perf_counter()
+    rerun_times = []
     for _ in range(tokens):
+        start = time.perf_counter()
         hidden = m._base(inputs_embeds=seq[None], use_cache=False).last_hidden_state[0, -1]
         token = int(m._logits(hidden).argmax())
+        rerun_times.append(time.perf_counter() - start)
         rerun_ids.append(token)
         seq = torch.cat([seq, m.embed([token])])
-    rerun = (time.perf_counter() - start) / tokens
+    rerun = statistics.median(rerun_times)
     return {
         "context_positions": prefix_len,
         "new_tokens": tokens,
@@ -123,7 +127,7 @@ def run_threads(m: HFCausalLM, threads: int, contexts: list[int], tokens: int) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--tokens", type=int, default=8)
+    parser.add_argument("--tokens", type=int, default=12)
     parser.add_argument("--contexts", type=int, nargs="+", default=[64, 256, 512])
     parser.add_argument("--threads", type=int, nargs="+", default=[2, 1])
     parser.add_argument("--out", default="benchmarks/results/llm_decode.json")

@@ -206,6 +206,9 @@ def test_missing_embedded_package_says_what_to_install(monkeypatch: pytest.Monke
 def test_embedded_smollm2_answers_a_question() -> None:
     m = HFCausalLM(HFCausalLMConfig(device="cpu"))
     assert m.hidden_size == 576
+    # segments cut from the real tokenizer's own (ChatML-like) template
+    assert m.segments.texts["assistant_prefix"] == "<|im_end|>\n<|im_start|>assistant\n"
+    assert m.is_end_of_turn(m.tokenizer.convert_tokens_to_ids("<|im_end|>"))
     answer = m.chat("What is the capital of France?", max_new_tokens=32)
     assert "Paris" in answer
 
