@@ -141,6 +141,16 @@ def apply_inits(model: torch.nn.ModuleDict, cfg: DictConfig, stage: dict[str, An
     return done
 
 
+def effective_precision(precision: str, accelerator: str) -> str:
+    """``bf16-*`` falls back to ``16-*`` on a CUDA device without bfloat16 (pre-Ampere), with a notice."""
+    on_cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    if precision.startswith("bf16") and on_cuda and not torch.cuda.is_bf16_supported():
+        fallback = precision.replace("bf16", "16", 1)
+        print(f"[omnikit] this GPU has no bfloat16: precision {precision} -> {fallback}")
+        return fallback
+    return precision
+
+
 def val_loss(results: list[dict[str, float]]) -> float | None:
     value = results[0].get("val/loss") if results else None
     return None if value is None else float(value)
@@ -230,7 +240,8 @@ def run_stage(cfg: DictConfig, run_dir: Path, name: str) -> dict[str, Any]:
         TensorBoardLogger(run_dir / "logs", name=name, version="", default_hp_metric=False),
     ]
     trainer = L.Trainer(
-        max_steps=trainer_cfg.max_steps, max_epochs=-1, precision=trainer_cfg.precision,
+        max_steps=trainer_cfg.max_steps, max_epochs=-1,
+        precision=effective_precision(trainer_cfg.precision, trainer_cfg.accelerator),
         accumulate_grad_batches=trainer_cfg.accumulate_grad_batches,
         gradient_clip_val=trainer_cfg.gradient_clip_val,
         val_check_interval=trainer_cfg.val_check_interval, check_val_every_n_epoch=None,

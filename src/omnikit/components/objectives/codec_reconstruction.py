@@ -26,8 +26,8 @@ class CodecReconstructionObjective:
 
     Codecs that have a non-gradient initialisation (``fit_from_data``, e.g. a k-means codebook) are fitted by
     the stage runner before the first step, on up to ``fit_max_cuts`` training cuts. Each utterance is cropped
-    at random to one common length (``segment_seconds`` or the shortest utterance), so no padding enters the
-    loss.
+    to one common length (``segment_seconds`` or the shortest utterance), so no padding enters the loss; crops
+    are random in training and start at 0 in validation, so dev losses are comparable.
     """
 
     config_class = CodecReconstructionConfig
@@ -40,7 +40,10 @@ class CodecReconstructionObjective:
         codec = model["codec"]
         wav, lens = batch["wav"], batch["wav_lens"]
         n = max(1, min(int(self.config.segment_seconds * codec.sample_rate), int(lens.min())))
-        starts = [int(torch.randint(0, int(length) - n + 1, ())) for length in lens]
+        if model.training:  # random crops while training; the first n samples in validation (repeatable)
+            starts = [int(torch.randint(0, int(length) - n + 1, ())) for length in lens]
+        else:
+            starts = [0] * len(lens)
         crops = torch.stack([wav[i, s : s + n] for i, s in enumerate(starts)])
         out = codec.reconstruction_loss(crops)
         return {k: v for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1}
