@@ -1,4 +1,4 @@
-"""A small learned decoder: codec token vectors -> log-magnitude STFT frames, with a finite receptive field."""
+"""A small learned decoder: codec token vectors -> spectral frames (log-mel), with a finite receptive field."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class _DilatedBlock(nn.Module):
 
 
 class SpectrogramDecoder(nn.Module):
-    """(B, N, in_dim) token vectors -> (B, N * frames_per_token, out_bins) log-magnitudes.
+    """(B, N, in_dim) token vectors -> (B, N * frames_per_token, out_bins) spectral frames.
 
     Non-causal dilated convolutions (kernel 3): the receptive field is ``sum(dilations)`` tokens on each side,
     so a streaming window with at least that much context reproduces offline decoding exactly.
