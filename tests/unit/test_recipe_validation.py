@@ -102,3 +102,13 @@ def test_inference_settings_are_checked(fake_plugins, tmp_path):
     problems = {p.path: p for p in find_problems(load_recipe(bad))}
     assert problems["inference.top_kk"].suggestion == "top_k"
     assert "expected float" in problems["inference.temperature"].message
+
+
+def test_changing_a_component_name_replaces_its_args(fake_plugins, base):
+    child = write(base / "swap.yaml", "include: base.yaml\nmodel: {encoder: {name: other, args: {x: 1}}}\n")
+    cfg = load_recipe(child)
+    assert dict(cfg.model.encoder.args) == {"x": 1}  # not merged with fake_encoder's args
+    same = write(base / "same.yaml", "include: base.yaml\nmodel: {encoder: {args: {dim: 3}}}\n")
+    assert load_recipe(same).model.encoder.args.layers == 4  # same component: args merge
+    cfg = load_recipe(base / "base.yaml", ["model.adapter.name=fake_other"])
+    assert "args" not in cfg.model.adapter

@@ -34,6 +34,24 @@ def resolve_recipe_path(name: str | Path, relative_to: Path | None = None) -> Pa
     raise RecipeError([Problem("include" if relative_to else "", f"recipe file not found: {name}")])
 
 
+def _merge(base: DictConfig, over: DictConfig) -> DictConfig:
+    """OmegaConf merge, except that a component whose ``name`` changes gets the new ``args`` only: the
+    arguments of one component mean nothing to another (``model.<slot>`` and ``data.<source>``)."""
+    base = base.copy()
+    for section in ("model", "data"):
+        old, new = base.get(section), over.get(section)
+        if not isinstance(old, DictConfig) or not isinstance(new, DictConfig):
+            continue
+        for key in new.keys():
+            o, n = old.get(key), new.get(key)
+            if (isinstance(o, DictConfig) and isinstance(n, DictConfig) and "name" in n and "name" in o
+                    and not OmegaConf.is_missing(n, "name") and n.name != o.name and "args" in o):
+                o.pop("args")
+    merged = OmegaConf.merge(base, over)
+    assert isinstance(merged, DictConfig)
+    return merged
+
+
 def _load_file(path: Path, stack: tuple[Path, ...]) -> DictConfig:
     if path in stack:
         chain = " -> ".join(str(s) for s in (*stack, path))
@@ -50,8 +68,8 @@ def _load_file(path: Path, stack: tuple[Path, ...]) -> DictConfig:
         includes = [includes]
     merged = OmegaConf.create()
     for inc in includes:
-        merged = OmegaConf.merge(merged, _load_file(resolve_recipe_path(inc, path.parent), (*stack, path)))
-    return OmegaConf.merge(merged, node)
+        merged = _merge(merged, _load_file(resolve_recipe_path(inc, path.parent), (*stack, path)))
+    return _merge(merged, node)
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
@@ -61,7 +79,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
     if bad:
         raise RecipeError([Problem(o, "override must look like key=value") for o in bad])
     try:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        cfg = _merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     except OmegaConfBaseException as exc:
         raise RecipeError([Problem("", f"bad override: {exc}")]) from exc
     return cfg
