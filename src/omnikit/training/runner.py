@@ -255,16 +255,30 @@ def run_stage(cfg: DictConfig, run_dir: Path, name: str) -> dict[str, Any]:
     validate = trainer_cfg.validate_start_end and val_cuts is not None
     start_file = out / "val_start.json"
     if validate and resume is None:
-        write_json(start_file, val_loss(trainer.validate(module, datamodule=datamodule, verbose=False)))
+        start_loss = val_loss(trainer.validate(module, datamodule=datamodule, verbose=False))
+        if trainer.is_global_zero:
+            write_json(start_file, start_loss)
     # Our own checkpoint files; weights_only=True all the same (no arbitrary unpickling).
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True)
     if trainer.global_step < trainer_cfg.max_steps:
         raise StageError(f"stage {name} stopped at step {trainer.global_step} of {trainer_cfg.max_steps}; "
                          f"re-run to resume from {out / 'lightning'}")
-    if trainer.global_rank != 0:
-        return {}
-
     val_end = val_loss(trainer.validate(module, datamodule=datamodule, verbose=False)) if validate else None
+    if trainer.is_global_zero:
+        info = finish_stage(cfg, run_dir, name, model, trained, patterns, whole_slots, before, {
+            "steps": int(trainer.global_step), "trained_parameters": n_train,
+            "objectives": [o.name for o in objectives], "val_loss_end": val_end, "resumed": resume is not None,
+            "bad_audio_skipped": module.bad_audio, "seconds": round(time.time() - t0, 2),
+            "trainer": asdict(trainer_cfg), "losses": [v for _, v in history.steps],
+        })
+    trainer.strategy.barrier("omnikit-stage-saved")  # other ranks start the next stage only after the save
+    return info if trainer.is_global_zero else read_done(run_dir, name)
+
+
+def finish_stage(cfg: DictConfig, run_dir: Path, name: str, model: torch.nn.ModuleDict, trained: list[str],
+                 patterns: list[str], whole_slots: list[str], before: dict[str, str], record: dict[str, Any]) -> dict:
+    """Rank 0: check the frozen digests, save what the stage trained, write ``done.json``."""
+    out = stage_dir(run_dir, name)
     model.cpu()
     after = frozen_digest(model)
     changed = [s for s in before if before[s] != after[s]]
@@ -272,27 +286,21 @@ def run_stage(cfg: DictConfig, run_dir: Path, name: str) -> dict[str, Any]:
         raise StageError(f"stage {name} changed frozen weights of {', '.join(changed)} "
                          f"(LLM fingerprint {before.get('llm')} -> {after.get('llm')})")
     save_stage(run_dir, name, model, trained, whole_slots, cfg)
-    losses = [v for _, v in history.steps]
+    losses = record.pop("losses")
     k = max(1, min(10, len(losses) // 4))
+    start_file = out / "val_start.json"
     info = {
         "stage": name,
-        "steps": int(trainer.global_step),
         "trained": patterns,
-        "trained_parameters": n_train,
-        "objectives": [o.name for o in objectives],
         "frozen_digest": after,
         "llm_fingerprint": after.get("llm"),
         "loss_start": sum(losses[:k]) / k if losses else None,
         "loss_end": sum(losses[-k:]) / k if losses else None,
         "val_loss_start": json.loads(start_file.read_text()) if start_file.is_file() else None,
-        "val_loss_end": val_end,
-        "resumed": resume is not None,
-        "bad_audio_skipped": module.bad_audio,
-        "seconds": round(time.time() - t0, 2),
-        "trainer": asdict(trainer_cfg),
+        **record,
     }
     mark_done(run_dir, name, info)
-    if not trainer_cfg.keep_lightning_checkpoint:
+    if not record["trainer"]["keep_lightning_checkpoint"]:
         shutil.rmtree(out / "lightning", ignore_errors=True)
     print(f"[omnikit] stage {name}: done in {info['seconds']} s, loss {info['loss_start']} -> {info['loss_end']}")
     return info
