@@ -46,7 +46,6 @@ def test_init_from_a_later_stage_is_rejected(tmp_path):
         run_recipe(cfg, tmp_path, dry_run=True)
 
 
-@pytest.mark.slow
 def test_smoke_recipe_trains_every_stage_and_keeps_frozen_parts(tmp_path):
     cfg = load_recipe(SMOKE)
     validate_recipe(cfg)
@@ -87,13 +86,10 @@ def test_smoke_recipe_trains_every_stage_and_keeps_frozen_parts(tmp_path):
     assert frozen_digest(model)["speech_decoder"] == o3["frozen_digest"]["speech_decoder"]
     # re-running skips finished stages (nothing is retrained)
     stamp = (tmp_path / "stages" / "input_1_ctc" / "done.json").stat().st_mtime_ns
-    t0 = time.time()
     run_recipe(cfg, tmp_path)
     assert (tmp_path / "stages" / "input_1_ctc" / "done.json").stat().st_mtime_ns == stamp
-    assert time.time() - t0 < 30
 
 
-@pytest.mark.slow
 def test_killed_stage_resumes_to_the_same_step_count(tmp_path):
     steps = 30
     cmd = [*CLI, "run", str(SMOKE), "--stage", "input_1_ctc", "--run-dir", str(tmp_path),
