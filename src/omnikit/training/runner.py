@@ -336,3 +336,9 @@ def run_recipe(cfg: DictConfig, run_dir: Path, stage: str | None = None, dry_run
         return
     for name in stages:
         run_stage(cfg, Path(run_dir), name)
+    if stage is None and cfg.get("eval") is not None:
+        # a recipe with an `eval` section ends with its report (and demo), as the quickstart does
+        from omnikit.evaluation.report import evaluate_run
+
+        evaluate_run(Path(run_dir))
+        print(f"report: {Path(run_dir) / 'eval' / 'report.md'}")
