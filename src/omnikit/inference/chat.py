@@ -9,7 +9,6 @@ new question is decided RESPOND, the answer is cut off (barge-in).
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -122,14 +121,3 @@ def load_inputs(paths: list[Path]) -> list[torch.Tensor]:
     """Read every input before anything runs, so a bad file fails fast with its name."""
     return [load_audio(p) for p in paths]
 
-
-def latency_summary(turns: list[TurnResult]) -> dict[str, dict[str, float]]:
-    """Median and p90 of each latency field over turns (ms)."""
-    out: dict[str, dict[str, float]] = {}
-    keys = turns[0].timings.keys() if turns else []
-    for k in keys:
-        vals = sorted(v for t in turns if (v := t.timings.get(k)) is not None)
-        if vals:
-            p90 = vals[min(len(vals) - 1, int(round(0.9 * (len(vals) - 1))))]
-            out[k] = {"median": round(statistics.median(vals), 1), "p90": round(p90, 1), "n": len(vals)}
-    return out
