@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from omnikit.config import load_recipe
+from omnikit.config import load_recipe, merge_recipe
 from omnikit.inference.chat import ChatDriver
 from omnikit.inference.dialogue_model import DialogueModel, RunDirError
 from omnikit.inference.session import Session
@@ -22,13 +22,13 @@ def model() -> DialogueModel:
     """The smoke recipe's tiny parts with random weights, an energy VAD and the VAD-endpoint policy."""
     torch.manual_seed(0)
     cfg = load_recipe(ROOT / "recipes" / "smoke.yaml")
-    cfg = OmegaConf.merge(cfg, {
+    cfg = merge_recipe(cfg, OmegaConf.create({
         "model": {"vad": {"name": "energy", "args": {}},
                   "duplex_policy": {"name": "vad_endpoint", "args": {"endpoint_ms": 480}}},
         "inference": {"greedy": True, "max_answer_tokens": 6, "decoder_max_tokens": 30,
                       "first_chunk": 5, "chunk": 10, "codec_context": 2,
                       "speech_tracker": {"pre_roll_chunks": 2, "min_silence_ms": 3000}},
-    })
+    }))
     return DialogueModel.from_recipe(cfg)
 
 

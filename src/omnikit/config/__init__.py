@@ -1,7 +1,13 @@
 """Recipes: loading with includes and overrides, validation against the registries, provenance."""
 
 from omnikit.config.errors import Problem, RecipeError
-from omnikit.config.loading import load_recipe, packaged_recipes_dir, resolve_recipe_path, resolved
+from omnikit.config.loading import (
+    load_recipe,
+    merge_recipe,
+    packaged_recipes_dir,
+    resolve_recipe_path,
+    resolved,
+)
 from omnikit.config.validation import SLOT_KINDS, check_args, find_problems, validate_recipe
 
 __all__ = [
@@ -11,6 +17,7 @@ __all__ = [
     "check_args",
     "find_problems",
     "load_recipe",
+    "merge_recipe",
     "packaged_recipes_dir",
     "resolve_recipe_path",
     "resolved",

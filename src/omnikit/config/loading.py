@@ -34,7 +34,7 @@ def resolve_recipe_path(name: str | Path, relative_to: Path | None = None) -> Pa
     raise RecipeError([Problem("include" if relative_to else "", f"recipe file not found: {name}")])
 
 
-def _merge(base: DictConfig, over: DictConfig) -> DictConfig:
+def merge_recipe(base: DictConfig, over: DictConfig) -> DictConfig:
     """OmegaConf merge, except that a component whose ``name`` changes gets the new ``args`` only: the
     arguments of one component mean nothing to another (``model.<slot>`` and ``data.<source>``)."""
     base = base.copy()
@@ -68,8 +68,8 @@ def _load_file(path: Path, stack: tuple[Path, ...]) -> DictConfig:
         includes = [includes]
     merged = OmegaConf.create()
     for inc in includes:
-        merged = _merge(merged, _load_file(resolve_recipe_path(inc, path.parent), (*stack, path)))
-    return _merge(merged, node)
+        merged = merge_recipe(merged, _load_file(resolve_recipe_path(inc, path.parent), (*stack, path)))
+    return merge_recipe(merged, node)
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
@@ -79,7 +79,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
     if bad:
         raise RecipeError([Problem(o, "override must look like key=value") for o in bad])
     try:
-        cfg = _merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        cfg = merge_recipe(cfg, OmegaConf.from_dotlist(list(overrides)))
     except OmegaConfBaseException as exc:
         raise RecipeError([Problem("", f"bad override: {exc}")]) from exc
     return cfg

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from omnikit.audio.frontend import StreamingFrontend
 from omnikit.components.vads.vad_tracker import SpeechTracker, SpeechTrackerConfig
+from omnikit.config.loading import merge_recipe
 from omnikit.inference.config import InferenceConfig
 from omnikit.registry import get_registry
 from omnikit.training.build import build_model, slot_args
@@ -96,7 +97,7 @@ class DialogueModel:
         cfg = OmegaConf.load(recipe_path)
         assert isinstance(cfg, DictConfig)
         if overrides:
-            cfg = OmegaConf.merge(cfg, OmegaConf.create(overrides))
+            cfg = merge_recipe(cfg, OmegaConf.create(overrides))
         schedule = list(cfg.get("schedule") or [])
         for stage in schedule:
             if not is_done(run_dir, stage):

@@ -6,6 +6,7 @@ per (voice, threads); calls are thread-unsafe, so use one process per synthesis 
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -31,6 +32,10 @@ def sample_rate() -> int:
     return int(SAMPLE_RATE)
 
 
+LONG_NUMBER = re.compile(r"\d{13,}")
+"""Digit runs hibari's number reader cannot name (it stops at the trillions): read them digit by digit."""
+
+
 def synthesize(
     text: str, speed: float = 1.0, seed: int | None = 0, voice: str = DEFAULT_VOICE, threads: int = 1
 ) -> tuple[np.ndarray, int]:
@@ -40,5 +45,6 @@ def synthesize(
     that repeated calls are bit-identical (``None`` draws fresh noise each call).
     """
     tts = _engine(voice, threads)
+    text = LONG_NUMBER.sub(lambda m: " ".join(m.group()), text)
     wav = np.asarray(tts(text, speed=speed, seed=seed), dtype=np.float32)
     return wav, int(tts.sample_rate)
