@@ -24,6 +24,7 @@ import omnikit.components.adapters.cnn_subsampling as cnn
 import omnikit.components.encoders.chunk_transformer as ct
 import omnikit.components.encoders.sb_conformer as sbc
 from omnikit.audio.frontend import StreamingFrontend
+from omnikit.evaluation.machine import cpu_model
 
 CHUNK_SECONDS = 0.16
 
@@ -35,16 +36,6 @@ SIZES = {
     "paper_24x1024": dict(
         encoder=("chunk_transformer", dict(layers=24, dim=1024, heads=16, ffn_dim=4096)), llm_dim=3584),
 }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def build(name: str, device: str):

@@ -24,16 +24,7 @@ import torch
 
 from omnikit.components.llms.hf_causal_lm import HFCausalLM, HFCausalLMConfig
 from omnikit.components.llms.sampling import GREEDY
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from omnikit.evaluation.machine import cpu_model
 
 
 def timed(fn, repeats: int = 1) -> float:

@@ -21,19 +21,10 @@ from pathlib import Path
 import torch
 
 from omnikit.config import load_recipe, validate_recipe
+from omnikit.evaluation.machine import cpu_model
 from omnikit.training.runner import run_recipe
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:

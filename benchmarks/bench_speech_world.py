@@ -22,18 +22,9 @@ from pathlib import Path
 import torch
 
 from omnikit.data.world.builder import SpeechWorldDataset
+from omnikit.evaluation.machine import cpu_model
 
 RESULTS = Path(__file__).parent / "results" / "speech_world_build.json"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
