@@ -1,7 +1,6 @@
 import math
 
 import torch
-
 from omnikit_plugin_template.noise_floor_vad import NoiseFloorVAD, NoiseFloorVADConfig
 
 
