@@ -151,3 +151,12 @@ def test_run_dir_without_checkpoints_is_a_clear_error(tmp_path):
     OmegaConf.save(load_recipe(ROOT / "recipes" / "smoke.yaml"), tmp_path / "recipe.yaml")
     with pytest.raises(RunDirError, match="stage 'input_1_ctc' has no finished checkpoint"):
         DialogueModel.from_run_dir(tmp_path)
+
+
+def test_new_speech_before_the_answer_starts_is_a_barge_in(model):
+    """A second turn can open right after a RESPOND, before the answer generated anything."""
+    s = Session(model)
+    s.push_audio(torch.cat([burst(0.6), silence(0.7)]))
+    assert s.speaking and s.answer.token is None
+    s.push_audio(burst(0.5, seed=2))  # no step_answer in between
+    assert s.fork is not None and s.speaking

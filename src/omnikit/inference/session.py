@@ -79,6 +79,7 @@ class _Answer:
     audio_samples: int = 0
     timings: AnswerTimings = field(default_factory=AnswerTimings)
     segmenter: TextSegmenter = field(default_factory=TextSegmenter)
+    first: tuple[int, Tensor] | None = None  # the first token and its hidden state, sampled at the decision
 
 
 class Session:
@@ -203,6 +204,9 @@ class Session:
             elif a.kind is ActionKind.START_ANSWER:
                 self.answer = _Answer(a.answer or 0, time.perf_counter(),
                                       segmenter=TextSegmenter(self.segmenter_config))
+                # open the assistant turn now: the committed conversation must never be left in a user turn,
+                # or a barge-in fork taken before the first step would inherit it
+                self.answer.first = self.model.llm.start_assistant(self.conversation, self.sampling, self.generator)
             elif a.kind is ActionKind.INTERRUPT_ANSWER:
                 if self.answer is not None:
                     events.append(Event("interrupt", self.t, {"answer": self.answer.id,
@@ -234,7 +238,7 @@ class Session:
             return []
         llm, s = self.model.llm, self.settings
         if a.token is None:
-            token, hidden = llm.start_assistant(self.conversation, self.sampling, self.generator)
+            token, hidden = a.first
         else:
             token, hidden = llm.step(self.conversation, a.token, self.sampling, self.generator)
         a.token = token
