@@ -15,7 +15,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import random
 import re
 import time
@@ -29,6 +28,7 @@ from omnikit.components.codecs.mel_vq import MelVQCodec, MelVQConfig
 from omnikit.components.codecs.streaming import log_mel_distance
 from omnikit.data.tts.hibari import synthesize
 from omnikit.evaluation.asr_judge import transcribe, wer
+from omnikit.evaluation.machine import machine_info
 
 RESULTS = Path(__file__).parent / "results" / "codec_mel_vq.json"
 FALLBACK_SENTENCES = [
@@ -45,26 +45,6 @@ def cache_dir() -> Path:
     d = Path(os.environ.get("OMNIKIT_CACHE", Path.home() / ".cache" / "omnikit"))
     d.mkdir(parents=True, exist_ok=True)
     return d
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "torchaudio": torchaudio.__version__,
-        "python": platform.python_version(),
-        "shared": "CPU shared with other engineers' jobs during the run; timings are upper bounds",
-    }
 
 
 def judge_vocabulary() -> set[str] | None:
@@ -165,7 +145,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     cfg = MelVQConfig()
-    result: dict = {"machine": machine(), "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
+    result: dict = {"machine": machine_info(torchaudio=torchaudio.__version__, shared="CPU shared with other engineers' jobs during the run; timings are upper bounds"), "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
 
     t = time.perf_counter()
     corpus = load_corpus(args.train + args.test, args.seed, cfg.sample_rate)

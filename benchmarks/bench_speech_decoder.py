@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 
 from omnikit.components.speech_decoders.nar_ar import NARARConfig, NARARSpeechDecoder
+from omnikit.evaluation.machine import machine_info
 
 SIZES = {
     "quickstart": dict(cond_dim=576, config=dict(dim=256, heads=4, ffn_dim=1024, layers=4, prefix_layers=4,
@@ -35,29 +35,10 @@ DEFAULT_TOKENS = {"quickstart": 200, "paper": 60}  # paper size is slow on a sha
 
 
 def machine(device: str) -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "device": device,
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (libgomp default)"),
-        "load_average_at_start": os.getloadavg(),
-        "note": "CPU shared with other engineers' jobs while measuring; numbers are noisy upper bounds.",
-    }
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name()
-        info["note"] = "GPU run on a dedicated accelerator machine."
-    return info
-
+    note = ("GPU run on a dedicated accelerator machine." if device.startswith("cuda")
+            else "CPU shared with other engineers' jobs while measuring; numbers are noisy upper bounds.")
+    return machine_info(device=device, note=note,
+                        omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "unset (libgomp default)"))
 
 def bench_size(name: str, tokens: int, repeats: int, text_tokens: int, device: str) -> dict:
     spec = SIZES[name]

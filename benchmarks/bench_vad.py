@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -18,26 +17,11 @@ from omnikit.components.duplex.state_head import StateHeadPolicy, StateHeadPolic
 from omnikit.components.vads.energy import EnergyVAD, EnergyVADConfig
 from omnikit.components.vads.silero import SileroVAD, SileroVADConfig
 from omnikit.components.vads.vad_tracker import SpeechTracker, SpeechTrackerConfig
+from omnikit.evaluation.machine import machine_info
 from omnikit.inference.state_machine import DialogueStateMachine
 
 CHUNK = 2560
 RESULTS = Path(__file__).parent / "results" / "vad.json"
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return {
-        "cpu": cpu,
-        "cores": torch.multiprocessing.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "shared": "CPU shared with other engineers' jobs during the run; timings are upper bounds",
-    }
 
 
 def test_audio(seconds: float) -> torch.Tensor:
@@ -93,7 +77,7 @@ def main() -> None:
     for vad in vads.values():  # warm-up (TorchScript profiling runs)
         time_vad(vad, audio[: 20 * 512])
     result = {
-        "machine": machine(),
+        "machine": machine_info(shared="CPU shared with other engineers' jobs during the run; timings are upper bounds"),
         "audio_seconds": audio.numel() / 16000,
         "vad": {name: time_vad(vad, audio) for name, vad in vads.items()},
         "tracker_policy_state_machine": {name: time_pipeline(vad, audio) for name, vad in vads.items()},

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from omnikit.registry import param
+from omnikit.registry.fields import config_from_mapping
 
 
 @dataclass
@@ -25,12 +25,7 @@ class EvalConfig:
 
     @classmethod
     def from_mapping(cls, values: Any) -> EvalConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        data = dict(values or {})
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"eval: unknown keys {unknown}; known: {sorted(names)}")
-        return cls(**data)
+        return config_from_mapping(cls, values, "eval")
 
 
 def pick_parts(cfg: EvalConfig, available: list[str]) -> dict[str, Any]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from omnikit.components.llms.sampling import Sampling
 from omnikit.registry import param
+from omnikit.registry.fields import config_from_mapping
 
 
 @dataclass
@@ -31,12 +31,7 @@ class InferenceConfig:
 
     @classmethod
     def from_mapping(cls, values: Any) -> InferenceConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        data = dict(values or {})
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown inference settings: {', '.join(unknown)}")
-        return cls(**data)
+        return config_from_mapping(cls, values, "inference")
 
     def sampling(self) -> Sampling:
         if self.greedy:

@@ -17,3 +17,13 @@ def param(default: Any = _MISSING, doc: str = "", *, factory: Any = _MISSING) ->
 
 def field_doc(f: dataclasses.Field) -> str:
     return str(f.metadata.get("doc", ""))
+
+
+def config_from_mapping(cls: type, values: Any, section: str) -> Any:
+    """Build config dataclass ``cls`` from a mapping, naming unknown keys (for recipe sections read directly)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    data = dict(values or {})
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{section}: unknown keys {unknown}; known: {sorted(names)}")
+    return cls(**data)
