@@ -90,27 +90,41 @@ def test_smoke_recipe_trains_every_stage_and_keeps_frozen_parts(tmp_path):
     assert (tmp_path / "stages" / "input_1_ctc" / "done.json").stat().st_mtime_ns == stamp
 
 
+def _loadable_step(ckpt):
+    try:
+        return torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"]
+    except Exception:  # a checkpoint still being written
+        return None
+
+
 def test_killed_stage_resumes_to_the_same_step_count(tmp_path):
-    steps = 30
+    # Many cheap steps so that the kill lands mid-stage even on a fast machine (a smoke step is ~20 ms).
+    steps = 1000
     cmd = [*CLI, "run", str(SMOKE), "--stage", "input_1_ctc", "--run-dir", str(tmp_path),
            f"stages.input_1_ctc.trainer.max_steps={steps}", "stages.input_1_ctc.trainer.checkpoint_every_n_steps=4",
-           "stages.input_1_ctc.trainer.val_check_interval=1000"]
+           "stages.input_1_ctc.trainer.val_check_interval=100000"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = tmp_path / "stages" / "input_1_ctc" / "lightning" / "last.ckpt"
     deadline = time.time() + 240
     try:
         while not ckpt.is_file() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.2)
+            time.sleep(0.05)
         assert ckpt.is_file(), "no Lightning checkpoint appeared before the deadline"
-        time.sleep(0.5)  # let the file be complete (Lightning writes it atomically)
+        # Freeze the process, make sure the checkpoint on disk is complete, then kill it without warning.
+        while True:
+            os.kill(proc.pid, signal.SIGSTOP)
+            if _loadable_step(ckpt) is not None or time.time() > deadline:
+                break
+            os.kill(proc.pid, signal.SIGCONT)
+            time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     finally:
         if proc.poll() is None:
             proc.kill()
     assert not (tmp_path / "stages" / "input_1_ctc" / "done.json").exists()
-    killed_at = torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"]
+    killed_at = _loadable_step(ckpt)
     assert 0 < killed_at < steps
     subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    timeout=400)
