@@ -66,6 +66,14 @@ def test_usage_errors_exit_2(fake_plugins, tmp_path):
     assert runner.invoke(app, ["cp", r, str(dest)]).exit_code == 2  # never overwrites
 
 
+def test_cp_packaged_name_into_a_new_folder(tmp_path):
+    res = runner.invoke(app, ["cp", "smoke", f"{tmp_path / 'mine'}/"])  # bare name; a trailing / means a folder
+    assert res.exit_code == 0, res.output
+    copied = tmp_path / "mine" / "smoke.yaml"
+    assert copied.is_file()
+    assert runner.invoke(app, ["validate", str(copied)]).exit_code == 0  # its includes still resolve
+
+
 def test_yaml_syntax_error_is_a_recipe_error(tmp_path):
     p = tmp_path / "broken.yaml"
     p.write_text("model: {encoder: {name: x\n")

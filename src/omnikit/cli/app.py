@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Annotated
@@ -122,13 +123,14 @@ def plugins(verbose: VerboseOpt = False) -> None:
 @app.command()
 def cp(
     recipe: Annotated[str, typer.Argument(help="A packaged recipe name (e.g. quickstart.yaml) or a path.")],
-    dest: Annotated[Path, typer.Argument(help="Destination file or folder.")],
+    dest: Annotated[str, typer.Argument(help="Destination file, or folder (existing, or ending in /).")],
     verbose: VerboseOpt = False,
 ) -> None:
     """Copy a recipe (e.g. a packaged one) to edit it; its includes still resolve to the packaged bases."""
     with guarded(verbose):
         src = resolve_recipe_path(recipe)
-        target = dest / src.name if dest.is_dir() else dest
+        folder = Path(dest)
+        target = folder / src.name if folder.is_dir() or dest.endswith(("/", os.sep)) else folder
         if target.exists():
             raise UsageError(f"{target} exists; not overwriting")
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,8 @@ def resolve_recipe_path(name: str | Path, relative_to: Path | None = None) -> Pa
         candidates += [Path.cwd() / p, packaged_recipes_dir() / p]
         if p.parts and p.parts[0] == "recipes":
             candidates.append(packaged_recipes_dir().joinpath(*p.parts[1:]))
+        if not p.suffix:  # a bare packaged name: `quickstart` means quickstart.yaml
+            candidates.append(packaged_recipes_dir() / p.with_suffix(".yaml"))
     for c in candidates:
         if c.is_file():
             return c.resolve()
