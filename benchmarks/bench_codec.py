@@ -145,7 +145,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     cfg = MelVQConfig()
-    result: dict = {"machine": machine_info(torchaudio=torchaudio.__version__, shared="CPU shared with other engineers' jobs during the run; timings are upper bounds"), "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
+    result: dict = {"machine": machine_info(torchaudio=torchaudio.__version__), "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
 
     t = time.perf_counter()
     corpus = load_corpus(args.train + args.test, args.seed, cfg.sample_rate)
@@ -242,10 +242,6 @@ def main() -> None:
         }
     result["streaming"] = stream
     codec.config.vocoder = "griffin_lim"
-    result["log_eps_sweep_mel_vq_griffin_lim_wer"] = {
-        "note": "earlier runs of this script's data and split, Griffin-Lim path only; chose 1e-2 as default",
-        "1e-5": 0.325, "1e-3": 0.305, "1e-2": 0.252, "3e-2": 0.225, "1e-1": 0.291,
-    }
     result["command"] = "python benchmarks/bench_codec.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
     )

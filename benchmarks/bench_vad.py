@@ -77,7 +77,7 @@ def main() -> None:
     for vad in vads.values():  # warm-up (TorchScript profiling runs)
         time_vad(vad, audio[: 20 * 512])
     result = {
-        "machine": machine_info(shared="CPU shared with other engineers' jobs during the run; timings are upper bounds"),
+        "machine": machine_info(),
         "audio_seconds": audio.numel() / 16000,
         "vad": {name: time_vad(vad, audio) for name, vad in vads.items()},
         "tracker_policy_state_machine": {name: time_pipeline(vad, audio) for name, vad in vads.items()},
