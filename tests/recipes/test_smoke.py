@@ -125,6 +125,7 @@ def test_killed_stage_resumes_to_the_same_step_count(tmp_path):
             proc.kill()
     assert not (tmp_path / "stages" / "input_1_ctc" / "done.json").exists()
     killed_at = _loadable_step(ckpt)
+    assert killed_at is not None, "the last checkpoint could not be read after the kill"
     assert 0 < killed_at < steps
     subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    timeout=400)
