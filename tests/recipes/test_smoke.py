@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -127,7 +128,12 @@ def test_killed_stage_resumes_to_the_same_step_count(tmp_path):
     killed_at = _loadable_step(ckpt)
     assert killed_at is not None, "the last checkpoint could not be read after the kill"
     assert 0 < killed_at < steps
+    ckpt_copy = tmp_path / "killed.ckpt"  # the resumed run deletes its Lightning checkpoints when done
+    shutil.copy(ckpt, ckpt_copy)
     subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    timeout=400)
     done = json.loads((tmp_path / "stages" / "input_1_ctc" / "done.json").read_text())
     assert done["resumed"] is True and done["steps"] == steps
+    # the loss curve and the wall time include the part before the kill (carried in the checkpoint)
+    first_run = torch.load(ckpt_copy, map_location="cpu", weights_only=True)["callbacks"]["LossHistory"]
+    assert len(first_run["steps"]) >= killed_at and done["seconds"] > first_run["seconds"] > 0

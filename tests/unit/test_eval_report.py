@@ -103,3 +103,17 @@ def test_eval_config_rejects_unknown_keys_and_default_source_follows_the_stages(
                                        "c": {"data": {"source": "world"}}}})
     assert default_source(cfg) == "tones"
     assert default_source(OmegaConf.create({"data": {"w": {}}, "schedule": []})) == "w"
+
+
+def test_a_resumed_stage_keeps_its_whole_curve(tmp_path: Path):
+    from omnikit.evaluation.plots import read_stage_metrics
+    from omnikit.training.runner import keep_earlier_log
+
+    logs = tmp_path / "input_1_ctc"
+    logs.mkdir()
+    header = "epoch,step,train/loss\n"
+    (logs / "metrics.csv").write_text(header + "0,24,5.0\n0,49,4.0\n0,74,3.9\n")  # killed after step 74
+    keep_earlier_log(logs)  # what the runner does before a resume
+    assert not (logs / "metrics.csv").exists() and (logs / "metrics.part1.csv").is_file()
+    (logs / "metrics.csv").write_text(header + "0,74,3.5\n0,99,3.0\n")  # resumed from the step-50 checkpoint
+    assert read_stage_metrics(logs)["train/loss"] == [(24.0, 5.0), (49.0, 4.0), (74.0, 3.5), (99.0, 3.0)]

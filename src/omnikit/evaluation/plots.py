@@ -37,6 +37,22 @@ def read_metrics_csv(path: Path) -> dict[str, list[tuple[float, float]]]:
     return series
 
 
+def stage_log_files(stage_log_dir: Path) -> list[Path]:
+    """A stage's CSV logs in training order: ``metrics.part1.csv`` ... (runs before a resume), ``metrics.csv``."""
+    d = Path(stage_log_dir)
+    parts = sorted(d.glob("metrics.part*.csv"), key=lambda p: int(p.stem.removeprefix("metrics.part") or 0))
+    return [*parts, *([d / "metrics.csv"] if (d / "metrics.csv").is_file() else [])]
+
+
+def read_stage_metrics(stage_log_dir: Path) -> dict[str, list[tuple[float, float]]]:
+    """All of a stage's logs merged by step; where a resumed run logged a step again, its value wins."""
+    merged: dict[str, dict[float, float]] = {}
+    for path in stage_log_files(stage_log_dir):
+        for key, points in read_metrics_csv(path).items():
+            merged.setdefault(key, {}).update(dict(points))
+    return {k: sorted(v.items()) for k, v in merged.items()}
+
+
 def curve_keys(series: Mapping[str, list]) -> tuple[list[str], list[str]]:
     """The columns worth plotting: losses (the total, plus per-objective ones when a stage has several
     objectives) and accuracies (``*acc``); counts, perplexities and learning rates are left out."""
@@ -51,8 +67,7 @@ def curve_keys(series: Mapping[str, list]) -> tuple[list[str], list[str]]:
 def plot_training_curves(logs_dir: Path, stages: list[str], out: Path) -> Path | None:
     """One panel per stage: its losses (left axis) and accuracies (right axis, dashed) against the step; None if
     no stage has a log."""
-    found = [(s, p) for s in stages if (p := Path(logs_dir) / s / "metrics.csv").is_file()]
-    found = [(s, d) for s, p in found if (d := read_metrics_csv(p))]
+    found = [(s, d) for s in stages if (d := read_stage_metrics(Path(logs_dir) / s))]
     if not found:
         return None
     plt = _pyplot()

@@ -157,16 +157,45 @@ def val_loss(results: list[dict[str, float]]) -> float | None:
 
 
 class LossHistory(Callback):
-    """Records the training loss of every optimizer step (for ``done.json``: did the loss go down?)."""
+    """Records the training loss of every optimizer step and the stage's wall time, for ``done.json``.
 
-    def __init__(self) -> None:
+    Both travel in the Lightning checkpoint (``state_dict``), so a resumed stage reports its whole loss curve and
+    the seconds spent before the interruption too, not only the part after the resume.
+    """
+
+    def __init__(self, started: float | None = None) -> None:
         self.steps: list[tuple[int, float]] = []
+        self.seconds_before = 0.0  # wall time of earlier runs of this stage, up to their last checkpoint
+        self._t0 = time.time() if started is None else started
+
+    @property
+    def seconds(self) -> float:
+        return self.seconds_before + time.time() - self._t0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": [[s, v] for s, v in self.steps], "seconds": self.seconds}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.steps = [(int(s), float(v)) for s, v in state_dict.get("steps", [])]
+        self.seconds_before = float(state_dict.get("seconds", 0.0))
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None:
             self.steps.append((trainer.global_step, float(loss.detach())))
+
+
+def keep_earlier_log(log_dir: Path) -> None:
+    """Before a resume: move ``metrics.csv`` to ``metrics.part<N>.csv``, which CSVLogger would overwrite.
+
+    The report's training curves read the parts in order and then ``metrics.csv`` (a later part wins a step both
+    have), so a resumed stage keeps its whole curve.
+    """
+    current = Path(log_dir) / "metrics.csv"
+    if current.is_file():
+        n = len(list(Path(log_dir).glob("metrics.part*.csv"))) + 1
+        current.rename(current.with_name(f"metrics.part{n}.csv"))
 
 
 # ---------------------------------------------------------------------------------------------- a stage
@@ -228,13 +257,15 @@ def run_stage(cfg: DictConfig, run_dir: Path, name: str) -> dict[str, Any]:
     module = StageModule(model, objectives, optim_cfg, trainer_cfg.max_steps)
     datamodule = StageData(train_cuts, val_cuts, needs, wav_rate, batch_cfg, seed)
     out = stage_dir(run_dir, name)
-    history = LossHistory()
+    history = LossHistory(started=t0)
     callbacks: list[Callback] = [
         ModelCheckpoint(dirpath=out / "lightning", save_last=True, save_top_k=0,
                         every_n_train_steps=trainer_cfg.checkpoint_every_n_steps),
         LearningRateMonitor(logging_interval="step"),
         history,
     ]
+    if resume is not None:
+        keep_earlier_log(run_dir / "logs" / name)
     loggers = [
         CSVLogger(run_dir / "logs", name=name, version=""),
         TensorBoardLogger(run_dir / "logs", name=name, version="", default_hp_metric=False),
@@ -268,7 +299,7 @@ def run_stage(cfg: DictConfig, run_dir: Path, name: str) -> dict[str, Any]:
         info = finish_stage(cfg, run_dir, name, model, trained, patterns, whole_slots, before, {
             "steps": int(trainer.global_step), "trained_parameters": n_train,
             "objectives": [o.name for o in objectives], "val_loss_end": val_end, "resumed": resume is not None,
-            "bad_audio_skipped": module.bad_audio, "seconds": round(time.time() - t0, 2),
+            "bad_audio_skipped": module.bad_audio, "seconds": round(history.seconds, 2),
             "trainer": asdict(trainer_cfg), "losses": [v for _, v in history.steps],
         })
     trainer.strategy.barrier("omnikit-stage-saved")  # other ranks start the next stage only after the save
