@@ -115,7 +115,7 @@ def test_killed_stage_resumes_to_the_same_step_count(tmp_path):
         # Freeze the process, make sure the checkpoint on disk is complete, then kill it without warning.
         while True:
             os.kill(proc.pid, signal.SIGSTOP)
-            if _loadable_step(ckpt) is not None or time.time() > deadline:
+            if (_loadable_step(ckpt) or 0) >= 12 or time.time() > deadline:  # >= 12: loss_start checked below
                 break
             os.kill(proc.pid, signal.SIGCONT)
             time.sleep(0.05)
@@ -137,3 +137,5 @@ def test_killed_stage_resumes_to_the_same_step_count(tmp_path):
     # the loss curve and the wall time include the part before the kill (carried in the checkpoint)
     first_run = torch.load(ckpt_copy, map_location="cpu", weights_only=True)["callbacks"]["LossHistory"]
     assert len(first_run["steps"]) >= killed_at and done["seconds"] > first_run["seconds"] > 0
+    first_losses = [v for _, v in first_run["steps"][:10]]  # done.json's loss_start: mean of the first 10 steps
+    assert len(first_losses) == 10 and done["loss_start"] == pytest.approx(sum(first_losses) / 10)
