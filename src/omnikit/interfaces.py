@@ -9,7 +9,8 @@ dataclass ``config_class`` whose fields are its recipe ``args``, and is built as
 kind               build context (keyword arguments)
 =================  ==========================================================================
 encoder            ``input_dim`` (feature bins, 80)
-adapter            ``in_dim`` (encoder.output_dim), ``out_dim`` (llm.hidden_size)
+adapter            ``in_dim`` (encoder.output_dim), ``out_dim`` (llm.hidden_size), and the built ``encoder`` and
+                   ``llm`` modules (a connector reads the CTC head and the tokenizer; keep them unregistered)
 llm                none
 speech_decoder     ``cond_dim`` (llm.hidden_size), ``codebook_size`` (codec.codebook_size)
 codec              none
@@ -71,7 +72,9 @@ class Adapter(Protocol):
 
     def init_state(self) -> Any: ...
 
-    def forward_chunk(self, x: Tensor, state: Any) -> tuple[Tensor, Any]: ...
+    def forward_chunk(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """One streaming chunk. A chunk may give no embedding (``t'' = 0``): a CTC connector emits only when a
+        word closes; the session then re-reads the LLM state at its newest position."""
 
 
 @runtime_checkable

@@ -8,6 +8,7 @@ The dataset follows lhotse's map-style convention: a sampler yields a ``CutSet``
 * ``text``: ``supervisions[0].text``; ``answer``: ``custom["answer"]`` or None; ``question``:
   ``custom["question"]`` or None (TTS cuts of answers may carry the question that led to them);
 * ``state_labels`` ``(B, C)``: ``custom["state_labels"]`` padded with -100, or None when no cut has labels;
+* ``kind``: ``custom["kind"]`` per cut (``fact``, ``open``, ``plain``, ...) or None;
 * ``cut_ids``; ``n_bad``: cuts dropped for unreadable audio (``on_bad_audio: skip``).
 
 Features are not normalised here: the encoder owns its global CMVN (computed by the stage runner).
@@ -100,6 +101,7 @@ class SpeechBatchDataset(torch.utils.data.Dataset):
         ex["answer"] = custom.get("answer")
         ex["question"] = custom.get("question")
         ex["state_labels"] = custom.get("state_labels")
+        ex["kind"] = custom.get("kind")
         if "feats" in self.needs:
             if self.augment is not None and self.augment.changes_waveform:
                 audio = self._cached((cut.id, "pcm16k"), lambda: load_cut_audio(cut, SAMPLE_RATE))
@@ -134,6 +136,7 @@ def collate(examples: list[dict[str, Any]], n_bad: int = 0) -> dict[str, Any]:
         "text": [e["text"] for e in examples],
         "answer": [e["answer"] for e in examples],
         "question": [e["question"] for e in examples],
+        "kind": [e["kind"] for e in examples],
         "n_bad": n_bad,
     }
     if "feats" in examples[0]:

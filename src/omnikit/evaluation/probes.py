@@ -16,7 +16,7 @@ from torch import Tensor
 from omnikit.audio.features import utterance_features
 from omnikit.components.duplex.base import Decision
 from omnikit.data.char_vocab import CharVocab
-from omnikit.interfaces import CHUNK_FRAMES, SAMPLE_RATE
+from omnikit.interfaces import CHUNK_FRAMES, SAMPLE_RATE, STATES
 
 
 def _feats(model: Any, wav: Tensor) -> tuple[Tensor, Tensor]:
@@ -79,16 +79,33 @@ def offline_answer(model: Any, wav: Tensor, max_tokens: int = 64) -> str:
 
 @torch.no_grad()
 def state_predictions(model: Any, wav: Tensor) -> list[int]:
-    """Argmax of the state head at the last LLM position of each 160 ms chunk (the training labels' positions),
-    over the whole stream offline (``forward_train`` with the prompt, no target)."""
-    emb, n, frames = audio_embeddings(model, wav)
-    if n == 0:
-        return []
-    out = model.llm.forward_train(emb, torch.tensor([n]), None, use_prompt=True)
-    per_chunk = max(1, round(CHUNK_FRAMES * n / frames))
-    chunks = frames // CHUNK_FRAMES
-    pos = [(c + 1) * per_chunk - 1 for c in range(chunks) if (c + 1) * per_chunk - 1 < n]
-    return out.state_logits[0, pos].argmax(-1).tolist()
+    """Argmax of the state head at the newest LLM position after each 160 ms chunk, streaming the whole stream
+    as one user turn (no VAD): encoder chunk -> adapter chunk -> LLM. A chunk whose adapter emits nothing (a CTC
+    connector between words) re-reads the newest position, as the session does. After a non-listen state, the
+    next emitted embedding opens a fresh turn (the session drops or commits the turn at that decision)."""
+    llm = model.llm
+    feats, _ = _feats(model, wav)
+    feats = feats[0]
+
+    def fresh() -> tuple[Any, Any, Any]:
+        state = llm.new_conversation()
+        llm.start_user_turn(state)
+        return state, model.encoder.init_state(), model.adapter.init_state()
+
+    conv, enc, ad = fresh()
+    closed = False
+    out = []
+    for c in range(feats.shape[0] // CHUNK_FRAMES):
+        hidden, enc = model.encoder.forward_chunk(feats[None, c * CHUNK_FRAMES : (c + 1) * CHUNK_FRAMES], enc)
+        emb, ad = model.adapter.forward_chunk(hidden, ad)
+        if closed and emb.shape[1]:
+            conv = fresh()[0]
+            closed = False
+        probs = llm.append_audio(conv, emb.to(llm.dtype))
+        pred = int(probs.argmax())
+        closed = closed or pred != STATES.index("listen")
+        out.append(pred)
+    return out
 
 
 @torch.no_grad()

@@ -164,8 +164,8 @@ class Session:
         for f in feats:
             hidden, enc = m.encoder.forward_chunk(f[None].to(m.llm.device), enc)
             emb, ad = m.adapter.forward_chunk(hidden, ad)
-            if emb.shape[1]:
-                probs = m.llm.append_audio(self.fork, emb.to(m.llm.dtype))
+            # an empty chunk (a connector between words) re-reads the state at the newest position
+            probs = m.llm.append_audio(self.fork, emb.to(m.llm.dtype))
         self._input_states = (fe, enc, ad)
         return probs
 

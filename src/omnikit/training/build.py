@@ -33,7 +33,9 @@ def build_context(slot: str, built: dict[str, torch.nn.Module]) -> dict[str, Any
     if slot == "encoder":
         return {"input_dim": FEATURE_DIM}
     if slot == "adapter":
-        return {"in_dim": need("encoder").output_dim, "out_dim": need("llm").hidden_size}
+        # the modules themselves too: a connector adapter reads the encoder's CTC head and the LLM's tokenizer
+        encoder, llm = need("encoder"), need("llm")
+        return {"in_dim": encoder.output_dim, "out_dim": llm.hidden_size, "encoder": encoder, "llm": llm}
     if slot == "speech_decoder":
         return {"cond_dim": need("llm").hidden_size, "codebook_size": need("codec").codebook_size}
     return {}
