@@ -19,7 +19,8 @@ class EvalConfig:
     duplex_part: str | None = param(None, "Part for duplex metrics; None: duplex_test, else duplex_dev.")
     limit: int | None = param(None, "Cuts per part at most (None: all); `evaluate_run(limit=...)` overrides it.")
     transcript_tokens: int = param(64, "Longest LLM transcript (tokens) in the stage-2 ASR probe.")
-    judge: bool = param(True, "Score the spoken answers' intelligibility with pocketsphinx (if installed).")
+    judge: bool = param(True, "Score the spoken answers' intelligibility with an ASR judge (if installed).")
+    judge_engine: str = param("whisper", "ASR judge: 'whisper' (tiny.en, any voice) or 'pocketsphinx' (natural voices).")
     hibari_reference: bool = param(True, "Also judge hibari's own rendering of each answer text (if installed).")
     demo: bool = param(True, "Write demo/question.wav, demo/answer.wav and demo/transcript.txt.")
 

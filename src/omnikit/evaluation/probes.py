@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from omnikit.audio.features import utterance_features
+from omnikit.components.adapters.ctc_connector import CTCConnector
 from omnikit.components.duplex.base import Decision
 from omnikit.data.char_vocab import CharVocab
 from omnikit.interfaces import CHUNK_FRAMES, SAMPLE_RATE, STATES
@@ -54,7 +55,12 @@ def _generate(model: Any, state: Any, max_tokens: int) -> str:
 @torch.no_grad()
 def llm_transcript(model: Any, wav: Tensor, max_tokens: int = 64) -> str:
     """The LLM's transcription (stage 2's layout): ``[system][user prefix][audio][assistant prefix]`` -> greedy
-    text, without the prompt embeddings (stage 2 trains with ``use_prompt: false``)."""
+    text, without the prompt embeddings (stage 2 trains with ``use_prompt: false``). With a CTC connector the LLM
+    reads words as its own tokens, so its transcript is the connector's text (no generation)."""
+    if isinstance(model.adapter, CTCConnector):
+        feats, lens = _feats(model, wav)
+        enc = model.encoder(feats, lens)
+        return model.adapter.transcript(enc.hidden, enc.lens)[0]
     llm = model.llm
     emb, n, _ = audio_embeddings(model, wav)
     if n == 0:

@@ -35,6 +35,7 @@ from omnikit.evaluation.duplex_metrics import (
     state_scores,
 )
 from omnikit.evaluation.eval_config import EvalConfig, pick_parts
+from omnikit.evaluation.judges import get_transcriber, judge_available, missing_note
 from omnikit.evaluation.latency import latency_breakdown, summarize
 from omnikit.evaluation.plots import plot_latency, plot_training_curves
 from omnikit.evaluation.qa import QARecord, qa_scores
@@ -105,7 +106,7 @@ def eval_asr(model: Any, cuts: Iterable[Any], part: str, transcript_tokens: int)
     return out
 
 
-def eval_spoken_qa(model: Any, cuts: list[Any], part: str, judge: bool, hibari: bool,
+def eval_spoken_qa(model: Any, cuts: list[Any], part: str, judge: str | None, hibari: bool,
                    demo_dir: Path | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Written vs spoken answers to held-out questions; intelligibility; latency timings. Returns the metrics
     and the per-turn timings."""
@@ -114,7 +115,7 @@ def eval_spoken_qa(model: Any, cuts: list[Any], part: str, judge: bool, hibari: 
     hibari_pairs: list[tuple[str, str]] = []
     max_tokens = model.settings.max_answer_tokens
     if judge:
-        from omnikit.evaluation.asr_judge import transcribe
+        transcribe = get_transcriber(judge)
     if hibari:
         from omnikit.data.tts.hibari import synthesize
     for i, cut in enumerate(tqdm(cuts, desc=f"eval: spoken QA {part}")):
@@ -148,7 +149,7 @@ def eval_spoken_qa(model: Any, cuts: list[Any], part: str, judge: bool, hibari: 
         out["by_group"] = {g: qa_scores([r for r in records if r.group == g]) for g in groups}
     out["offline"] = qa_scores(offline_records)
     out["examples"] = examples
-    speech: dict[str, Any] = {"n": len(judge_pairs)}
+    speech: dict[str, Any] = {"n": len(judge_pairs), "judge": judge}
     if judge_pairs:
         refs, hyps = zip(*judge_pairs, strict=True)
         speech["judge_wer_system"] = error_rates(list(refs), list(hyps))["wer"]
@@ -226,6 +227,10 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, limit: int | None =
 
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
+    if not (run_dir / "recipe.yaml").is_file():  # before anything is written: no stray RUN/eval/ folders
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no recipe.yaml)")
+    if limit is not None and limit < 1:  # a report on zero examples would overwrite a real one with CER 0 %
+        raise ValueError(f"limit must be at least 1, got {limit}")
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     model = DialogueModel.from_run_dir(run_dir, device=device, overrides={"inference": {"greedy": True}})
@@ -239,10 +244,10 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, limit: int | None =
     parts = pick_parts(ecfg, list(getattr(plugin, "parts", [])))
     schedule = list(cfg.get("schedule") or [])
     notes: list[str] = []
-    judge = ecfg.judge and _available("pocketsphinx")
-    hibari = judge and ecfg.hibari_reference and _available("hibari")
+    judge = ecfg.judge_engine if ecfg.judge and judge_available(ecfg.judge_engine) else None
+    hibari = bool(judge) and ecfg.hibari_reference and _available("hibari")
     if ecfg.judge and not judge:
-        notes.append("pocketsphinx is not installed: no intelligibility score (pip install pocketsphinx)")
+        notes.append(missing_note(ecfg.judge_engine))
     if judge and ecfg.hibari_reference and not hibari:
         notes.append("hibari-tts is not installed: no hibari reference for the judge")
     metrics: dict[str, Any] = {"run_dir": str(run_dir), "recipe": str(cfg.get("name", "")), "device": device,

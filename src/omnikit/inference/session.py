@@ -289,7 +289,7 @@ class Session:
         for i, tokens in enumerate(m.speech_decoder.generate(
             text_emb, hidden, top_k=s.decoder_top_k, repetition_penalty=s.decoder_repetition_penalty,
             max_tokens=s.decoder_max_tokens, first_chunk=s.first_chunk, chunk=s.chunk,
-            generator=self.generator, timings=dec_t,
+            generator=self.generator, timings=dec_t, text=text, codec=m.codec,
         )):
             t_tokens = time.perf_counter()
             pcm = stream.push(tokens)
