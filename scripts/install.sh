@@ -2,13 +2,24 @@
 # Install omnikit and what its offline world needs on a fresh Debian/Ubuntu machine.
 #   bash scripts/install.sh          # omnikit + voices, judge and fact sources (to run the quickstart)
 #   bash scripts/install.sh --test   # the above + test and docs extras + the example plugin's build tools
-# Installs into the active Python (use a virtual environment if you prefer one).
+# Installs into the active Python (use a virtual environment if you prefer one; a system-managed Python
+# (PEP 668) without one is refused with the commands that make one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
 extras="world"
 [ "${1:-}" = "--test" ] && extras="world,test,docs"
+
+# A distribution's own Python (Debian 12, Ubuntu 23.04+) refuses `pip install` outside a virtual environment
+# (PEP 668): say what to do in one line instead of pip's page of text.
+if [ -z "${PIP_BREAK_SYSTEM_PACKAGES:-}" ] && [ "$($PY -c 'import os, sys, sysconfig
+print(int(sys.prefix == sys.base_prefix and os.path.isfile(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))))')" = 1 ]; then
+  echo "error: $PY is managed by the system (PEP 668); create and activate a virtual environment first" \
+       "(Debian/Ubuntu: apt-get install -y python3-venv): python3 -m venv .venv && . .venv/bin/activate &&" \
+       "bash scripts/install.sh ${1:-}" >&2
+  exit 1
+fi
 
 # Debian packages: espeak-ng voices and WordNet text for the speech world.
 need=()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from omnikit.cli.app import app
@@ -79,3 +80,98 @@ def test_yaml_syntax_error_is_a_recipe_error(tmp_path):
     p.write_text("model: {encoder: {name: x\n")
     res = runner.invoke(app, ["validate", str(p)])
     assert res.exit_code == 2 and "cannot parse" in res.output
+
+
+# ---------------------------------------------------------------------------------------------- issue 15
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = str(ROOT / "recipes" / "smoke.yaml")
+
+
+def test_version_option():
+    import omnikit
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"omnikit {omnikit.__version__}"
+
+
+def test_config_validates_before_printing(fake_plugins, tmp_path):
+    r = recipe(tmp_path, "model: {encoder: {name: fake_encoder, args: {vocab: 5, layrs: 3}}}\n")
+    res = runner.invoke(app, ["config", r])
+    assert res.exit_code == 2 and "did you mean 'layers'" in res.output and "vocab: 5" not in res.output
+    res = runner.invoke(app, ["config", r, "--no-check"])  # still printable on purpose
+    assert res.exit_code == 0 and "layrs: 3" in res.output
+
+
+def test_eval_section_typo_stops_the_run_before_the_run_dir_is_written(fake_plugins, tmp_path):
+    r = recipe(tmp_path, "model: {encoder: {name: fake_encoder, args: {vocab: 5}}}\neval: {limt: 3}\n")
+    res = runner.invoke(app, ["validate", r])
+    assert res.exit_code == 2 and "eval.limt" in res.output and "did you mean 'limit'" in res.output
+    res = runner.invoke(app, ["run", r, "--run-dir", str(tmp_path / "run")])
+    assert res.exit_code == 2 and not (tmp_path / "run").exists()  # no recipe.yaml carrying the typo
+
+
+def test_override_of_a_missing_or_unscheduled_stage_is_an_error():
+    res = runner.invoke(app, ["validate", SMOKE, "stages.input_1_ctx.optim.lr=1e-3"])
+    assert res.exit_code == 2, res.output
+    assert "stages.input_1_ctx.optim.lr: no stage 'input_1_ctx'" in res.output
+    assert "did you mean 'input_1_ctc'" in res.output
+    res = runner.invoke(app, ["validate", SMOKE, "schedule=[input_1_ctc]", "stages.input_2_align.optim.lr=1e-3"])
+    assert res.exit_code == 2 and "not in the schedule" in res.output, res.output
+    # a new stage that the overrides also schedule is fine
+    res = runner.invoke(app, ["validate", SMOKE, "schedule=[input_1_ctc,again]", "stages.again.trainable=[encoder]",
+                              "stages.again.objectives.ctc=1.0", "stages.again.data.source=world",
+                              "stages.again.data.train=asr_train"])
+    assert res.exit_code == 0, res.output
+
+
+def test_eval_refuses_a_missing_run_dir_and_limit_0_without_writing(tmp_path):
+    from omnikit.evaluation.report import evaluate_run
+
+    res = runner.invoke(app, ["eval", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "no such run directory" in res.output
+    assert not (tmp_path / "nope").exists()
+    run = tmp_path / "run"
+    (run / "eval").mkdir(parents=True)
+    (run / "recipe.yaml").write_text("omnikit: 1\nname: t\n")
+    (run / "eval" / "report.md").write_text("the earlier report")
+    res = runner.invoke(app, ["eval", str(run), "--limit", "0"])
+    assert res.exit_code == 2 and "--limit" in res.output
+    assert (run / "eval" / "report.md").read_text() == "the earlier report"
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        evaluate_run(tmp_path / "nope2")
+    assert not (tmp_path / "nope2").exists()
+    with pytest.raises(ValueError, match="at least 1"):
+        evaluate_run(run, tmp_path / "out", limit=0)
+    assert not (tmp_path / "out").exists()
+
+
+def test_chat_names_a_folder_input_and_refuses_an_empty_answer(tmp_path, monkeypatch):
+    import torch
+
+    from omnikit.inference import chat, dialogue_model
+
+    folder = tmp_path / "questions"
+    folder.mkdir()
+    res = runner.invoke(app, ["chat", str(tmp_path), "--input", str(folder)])
+    assert res.exit_code == 2 and "is a folder, not an audio file" in res.output, res.output
+
+    # a turn decided 'respond' whose answer has no text and no audio (60 s of noise, energy VAD)
+    noise = tmp_path / "noise.wav"
+    import soundfile as sf
+
+    sf.write(noise, (torch.rand(16000) - 0.5).numpy(), 16000)
+
+    class FakeDriver:
+        def __init__(self, model, **_):
+            pass
+
+        def run(self, wavs, interrupt_at=None):
+            return chat.ChatResult(turns=[chat.TurnResult(0, "", False, 0.0, {})],
+                                   decisions=[{"t": 1.0, "decision": "respond"}], audio=torch.zeros(0))
+
+    monkeypatch.setattr(dialogue_model.DialogueModel, "from_run_dir", classmethod(lambda cls, *a, **k: object()))
+    monkeypatch.setattr(chat, "ChatDriver", FakeDriver)
+    out = tmp_path / "answer.wav"
+    res = runner.invoke(app, ["chat", str(tmp_path), "--input", str(noise), "--output", str(out)])
+    assert res.exit_code == 1 and "no answer" in res.output and "no text and no audio" in res.output, res.output
+    assert not out.exists()

@@ -67,3 +67,28 @@ def test_init_errors_name_the_problem(tmp_path):
     save_stage(tmp_path, "enc", m, select_trainable(m, ["encoder"]), ["encoder"], OmegaConf.create({}))
     with pytest.raises(ValueError, match="no weights for slot 'speech_decoder'"):
         load_slot(m, "speech_decoder", stage_dir(tmp_path, "enc") / "trained.safetensors")
+
+
+def test_run_record_refuses_a_changed_model_for_an_interrupted_stage(tmp_path):
+    """``run.json`` holds the model an interrupted stage (a Lightning checkpoint, no ``done.json``) trains."""
+    from pathlib import Path
+
+    from omnikit.config import RunDirConflict, load_recipe
+    from omnikit.training.checkpoints import check_run_dir, model_spec, write_run_record
+
+    smoke = Path(__file__).resolve().parents[2] / "recipes" / "smoke.yaml"
+    cfg = load_recipe(smoke)
+    check_run_dir(cfg, tmp_path / "fresh")  # nothing trained yet: anything goes
+    write_run_record(cfg, tmp_path)
+    ckpt = tmp_path / "stages" / "output_2_decoder" / "lightning" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"")
+    check_run_dir(cfg, tmp_path)
+    check_run_dir(load_recipe(smoke, ["model.llm.args.device=auto"]), tmp_path)  # placement is not the model
+    # a default written out is the same model
+    assert model_spec(load_recipe(smoke, ["model.encoder.args.subsampling_channels=0"])) == model_spec(cfg)
+    with pytest.raises(RunDirConflict, match=r"model\.speech_decoder\.args\.dim is 48 in this recipe but 32 in "
+                                             r"the interrupted stage 'output_2_decoder'"):
+        check_run_dir(load_recipe(smoke, ["model.speech_decoder.args.dim=48"]), tmp_path)
+    with pytest.raises(RunDirConflict, match=r"model\.codec\.name is \"waveform_vq\" in this recipe but \"mel_vq\""):
+        check_run_dir(load_recipe(smoke, ["model.codec.name=waveform_vq"]), tmp_path)

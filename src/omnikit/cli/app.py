@@ -27,12 +27,46 @@ OverridesArg = Annotated[
     list[str] | None, typer.Argument(help="Dotlist overrides, e.g. stages.input_1_ctc.optim.lr=3e-4")
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show full tracebacks.")]
+RUN_MARKERS = ("run.json", "provenance.json")
+"""Files that only a run directory holds next to its ``recipe.yaml``."""
+
+
+def _version(value: bool) -> None:
+    if value:
+        import omnikit
+
+        typer.echo(f"omnikit {omnikit.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the omnikit version and exit.")] = False,
+) -> None:
+    """omnikit: speech-to-speech dialogue on a frozen text LLM, composed from plugins by YAML recipes."""
 
 
 def _load_valid(recipe: str, overrides: list[str] | None):
     cfg = load_recipe(recipe, overrides or [])
     validate_recipe(cfg, source=str(recipe))
     return cfg
+
+
+def _default_run_dir(recipe: str, cfg) -> Path:
+    """A run directory's own ``recipe.yaml`` continues that run (from any folder); any other recipe trains into
+    its ``paths.out`` (default ``runs/<name>``, relative to the current folder)."""
+    src = resolve_recipe_path(recipe)
+    if src.name == "recipe.yaml" and any((src.parent / m).is_file() for m in RUN_MARKERS):
+        return src.parent
+    return Path(str(resolved(cfg).get("paths", {}).get("out") or f"runs/{cfg.get('name', 'run')}"))
+
+
+def _check_run_dir_arg(run_dir: Path) -> None:
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: no such run directory")
+    if not (run_dir / "recipe.yaml").is_file():
+        raise UsageError(f"{run_dir} is not a run directory (it has no recipe.yaml; `omnikit run` writes one)")
 
 
 def _check_kind(kind: str) -> None:
@@ -48,7 +82,8 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Validate and build every part on the meta device; train nothing.")
     ] = False,
-    run_dir: Annotated[Path | None, typer.Option(help="Run directory (default: the recipe's paths.out).")] = None,
+    run_dir: Annotated[Path | None, typer.Option(
+        help="Run directory (default: the recipe's paths.out; for RUN/recipe.yaml, RUN itself).")] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run a recipe's stages in schedule order (or one with --stage)."""
@@ -56,14 +91,17 @@ def run(
         cfg = _load_valid(recipe, overrides)
         if stage is not None and stage not in (cfg.get("schedule") or []):
             raise UsageError(f"stage '{stage}' is not in the schedule: {', '.join(cfg.schedule)}")
-        out = run_dir or Path(str(resolved(cfg).get("paths", {}).get("out") or f"runs/{cfg.get('name', 'run')}"))
+        out = run_dir or _default_run_dir(recipe, cfg)
         from omnikit.training.runner import run_recipe  # heavy imports only when running
 
         if not dry_run:
             from omnikit.config.provenance import write_run_metadata
+            from omnikit.training.checkpoints import check_run_dir
 
+            check_run_dir(cfg, out)  # before recipe.yaml is rewritten: a changed model stops here (exit 2)
             write_run_metadata(out, cfg)
-        run_recipe(cfg, out, stage=stage, dry_run=dry_run)
+            typer.echo(f"[omnikit] run dir: {out.resolve()}")
+        run_recipe(cfg, out, stage=stage, dry_run=dry_run, verbose=verbose)
 
 
 @app.command()
@@ -79,11 +117,13 @@ def config(
     recipe: RecipeArg,
     overrides: OverridesArg = None,
     raw: Annotated[bool, typer.Option(help="Keep ${...} interpolations unresolved.")] = False,
+    check: Annotated[bool, typer.Option(
+        "--check/--no-check", help="Validate first (exit 2 on problems); --no-check prints a broken recipe too.")] = True,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Print the resolved recipe (includes and overrides applied)."""
+    """Print the resolved recipe (includes and overrides applied), after validating it."""
     with guarded(verbose):
-        cfg = load_recipe(recipe, overrides or [])
+        cfg = _load_valid(recipe, overrides) if check else load_recipe(recipe, overrides or [])
         typer.echo(OmegaConf.to_yaml(cfg if raw else resolved(cfg)), nl=False)
 
 
@@ -142,7 +182,8 @@ def cp(
 def chat(
     run_dir: Annotated[Path, typer.Argument(help="A trained run directory (holds recipe.yaml and stages/).")],
     inputs: Annotated[list[Path] | None, typer.Option(
-        "--input", "-i", help="Spoken question(s); several make a multi-turn conversation.")] = None,
+        "--input", "-i",
+        help="Spoken question(s): audio files; several make a multi-turn conversation.")] = None,
     text: Annotated[str | None, typer.Option(help="A written question, answered in speech.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the spoken answer(s) here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print text, decisions and latency as JSON.")] = False,
@@ -161,6 +202,9 @@ def chat(
             raise UsageError("give either --input FILE (one or more) or --text QUESTION")
         if interrupt_at is not None and len(inputs or []) < 2:
             raise UsageError("--interrupt-at needs at least two --input files")
+        for p in inputs or []:
+            if p.is_dir():
+                raise UsageError(f"--input {p} is a folder, not an audio file (give files, e.g. {p / '*.wav'})")
         from omnikit.audio.io import write_audio
         from omnikit.inference.chat import ChatDriver, load_inputs
         from omnikit.inference.dialogue_model import DialogueModel
@@ -170,10 +214,13 @@ def chat(
         model = DialogueModel.from_run_dir(run_dir, device=device, overrides=overrides)
         driver = ChatDriver(model, tail_silence_s=tail_silence, realtime=realtime, system_prompt=system_prompt)
         result = driver.ask(text) if text else driver.run(wavs, interrupt_at=interrupt_at)
+        names = ", ".join(str(p) for p in inputs or []) or repr(text)
         if not result.turns:
-            names = ", ".join(str(p) for p in inputs or [])
             raise RuntimeError(f"no answer: no user turn was decided 'respond' in {names} "
                                f"(decisions: {[d['decision'] for d in result.decisions] or 'none, no speech found'})")
+        if result.audio.numel() == 0 and not any(t.text for t in result.turns):
+            raise RuntimeError(f"no answer: {len(result.turns)} turn(s) of {names} were answered with no text and "
+                               "no audio" + (f"; {output} not written" if output is not None else ""))
         if output is not None:
             write_audio(output, result.audio, result.sample_rate)
         if as_json:
@@ -192,12 +239,13 @@ def chat(
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A trained run directory.")],
     out: Annotated[Path | None, typer.Option(help="Where report.md, metrics.json and plots go (default RUN_DIR/eval).")] = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many examples per evaluated part.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many examples per evaluated part.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     verbose: VerboseOpt = False,
 ) -> None:
     """Evaluate a trained run: ASR, spoken vs written QA, output intelligibility, duplex, latency, cost."""
     with guarded(verbose):
+        _check_run_dir_arg(run_dir)
         from omnikit.evaluation.report import evaluate_run
 
         evaluate_run(run_dir, out, limit=limit, device=device)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import typer
 
-from omnikit.config import RecipeError
+from omnikit.config import RecipeError, RunDirConflict
 from omnikit.registry import UnknownComponentError
 
 EXIT_RUNTIME = 1
@@ -26,13 +26,13 @@ def guarded(verbose: bool = False) -> Iterator[None]:
         yield
     except typer.Exit:
         raise
-    except (RecipeError, UsageError, UnknownComponentError) as exc:
+    except (RecipeError, RunDirConflict, UsageError, UnknownComponentError) as exc:
         if verbose:
             traceback.print_exc(file=sys.stderr)
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+    except KeyboardInterrupt as exc:  # a stage's interruption says how to resume
+        typer.echo(f"interrupted: {exc}" if str(exc) else "interrupted", err=True)
         raise typer.Exit(130) from None
     except Exception as exc:
         if verbose:

@@ -1,6 +1,6 @@
 """Recipes: loading with includes and overrides, validation against the registries, provenance."""
 
-from omnikit.config.errors import Problem, RecipeError
+from omnikit.config.errors import Problem, RecipeError, RunDirConflict
 from omnikit.config.loading import (
     load_recipe,
     merge_recipe,
@@ -14,6 +14,7 @@ __all__ = [
     "SLOT_KINDS",
     "Problem",
     "RecipeError",
+    "RunDirConflict",
     "check_args",
     "find_problems",
     "load_recipe",

@@ -25,3 +25,7 @@ class RecipeError(Exception):
         lines = [f"{source}: {len(problems)} problem{'s' if len(problems) != 1 else ''}"]
         lines += [f"  - {p}" for p in problems]
         super().__init__("\n".join(lines))
+
+
+class RunDirConflict(Exception):
+    """A run directory holds stages of a different model than the recipe builds (CLI exit code 2)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -81,10 +82,35 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
     if bad:
         raise RecipeError([Problem(o, "override must look like key=value") for o in bad])
     try:
-        cfg = merge_recipe(cfg, OmegaConf.from_dotlist(list(overrides)))
+        merged = merge_recipe(cfg, OmegaConf.from_dotlist(list(overrides)))
     except OmegaConfBaseException as exc:
         raise RecipeError([Problem("", f"bad override: {exc}")]) from exc
-    return cfg
+    problems = _stage_override_problems(cfg, merged, overrides)
+    if problems:
+        raise RecipeError(problems, "overrides")
+    return merged
+
+
+def _stage_override_problems(before: DictConfig, after: DictConfig, overrides: Sequence[str]) -> list[Problem]:
+    """``stages.<name>...`` overrides must reach a stage that runs: a misspelt or unscheduled stage name would
+    otherwise be merged in silently and change nothing."""
+    known = list((before.get("stages") or {}).keys())
+    schedule = [str(s) for s in (after.get("schedule") or [])]
+    problems = []
+    for o in overrides:
+        key = o.split("=", 1)[0].strip()
+        parts = key.split(".")
+        if len(parts) < 2 or parts[0] != "stages":
+            continue
+        name = parts[1]
+        if name not in known and name not in schedule:
+            near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            problems.append(Problem(key, f"no stage '{name}' in the recipe (stages: {', '.join(known) or 'none'})",
+                                    near[0] if near else None))
+        elif schedule and name not in schedule:
+            problems.append(Problem(key, f"stage '{name}' is not in the schedule ({', '.join(schedule)}): "
+                                         "this override would change nothing"))
+    return problems
 
 
 def resolved(cfg: DictConfig) -> DictConfig:

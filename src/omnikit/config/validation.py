@@ -242,6 +242,13 @@ def find_problems(cfg: DictConfig) -> list[Problem]:
 
         problems += check_args(InferenceConfig, {k: v for k, v in inference.items() if k != "speech_tracker"},
                                "inference")
+    ev = cfg.get("eval")
+    if isinstance(ev, DictConfig):
+        from omnikit.evaluation.eval_config import EvalConfig  # light: a dataclass
+
+        problems += check_args(EvalConfig, ev, "eval")
+    elif ev is not None:
+        problems.append(Problem("eval", "must be a mapping (see `evaluate_run`'s EvalConfig)"))
     problems += _missing_values(cfg, "")
     # keep one report per path (a missing value may be found by two checks)
     seen: set[str] = set()

@@ -19,7 +19,7 @@ from omnikit.config.loading import merge_recipe
 from omnikit.inference.config import InferenceConfig
 from omnikit.registry import get_registry
 from omnikit.training.build import build_model, slot_args
-from omnikit.training.checkpoints import WEIGHTS, is_done, merged_weights, stage_dir
+from omnikit.training.checkpoints import WEIGHTS, is_done, merged_weights, resume_command, stage_dir
 
 DEFAULT_POLICY = {"name": "state_head", "args": {}}
 DEFAULT_VAD = {"name": "silero", "args": {}}
@@ -104,6 +104,6 @@ class DialogueModel:
                 raise RunDirError(
                     f"{run_dir}: stage '{stage}' has no finished checkpoint "
                     f"({stage_dir(run_dir, stage) / WEIGHTS}); train it with "
-                    f"`omnikit run {recipe_path} --stage {stage}`"
+                    f"`{resume_command(run_dir, stage)}`"
                 )
         return cls.from_recipe(cfg, merged_weights(run_dir, schedule), device=device)

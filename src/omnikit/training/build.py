@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -44,23 +43,37 @@ def build_context(slot: str, built: dict[str, torch.nn.Module]) -> dict[str, Any
 def build_model(cfg: DictConfig, device: str | torch.device = "cpu") -> torch.nn.ModuleDict:
     """A ``ModuleDict`` of the recipe's weight-holding slots (absent slots skipped).
 
-    ``device="meta"`` builds every part without allocating weights (dry runs at paper scale). Order:
-    codec, llm, encoder (``input_dim=80``), adapter (``in_dim=encoder.output_dim, out_dim=llm.hidden_size``),
-    speech_decoder (``cond_dim=llm.hidden_size, codebook_size=codec.codebook_size``).
+    ``device="meta"`` builds every part without allocating weights (dry runs at paper scale). A part whose build
+    needs real tensors (it reads packaged weights or a tokenizer, or moves itself to a device) is built normally
+    instead; those slots are listed in the returned dict's ``built_with_weights``. Order: codec, llm, encoder
+    (``input_dim=80``), adapter (``in_dim=encoder.output_dim, out_dim=llm.hidden_size``), speech_decoder
+    (``cond_dim=llm.hidden_size, codebook_size=codec.codebook_size``).
     """
     model_cfg = cfg.get("model") or {}
     built: dict[str, torch.nn.Module] = {}
-    ctx = torch.device("meta") if str(device) == "meta" else nullcontext()
-    with ctx:
-        for slot in TRAINING_SLOTS:
-            node = model_cfg.get(slot)
-            if node is None:
-                continue
-            module = get_registry(slot).build(str(node.name), slot_args(node), **build_context(slot, built))
-            if not isinstance(module, torch.nn.Module):
-                raise TypeError(f"model.{slot} ({node.name}) is not a torch.nn.Module")
-            built[slot] = module
+    with_weights: list[str] = []
+    meta = str(device) == "meta"
+    for slot in TRAINING_SLOTS:
+        node = model_cfg.get(slot)
+        if node is None:
+            continue
+        registry, args = get_registry(slot), slot_args(node)
+        if meta:
+            try:
+                with torch.device("meta"):
+                    module = registry.build(str(node.name), args, **build_context(slot, built))
+            except Exception:  # noqa: BLE001 - retried below; a real error raises again there
+                # e.g. "Cannot copy out of meta tensor", from_pretrained under a meta context: build it for real
+                # (a genuine recipe error raises again here, from the normal build)
+                module = registry.build(str(node.name), args, **build_context(slot, built))
+                with_weights.append(slot)
+        else:
+            module = registry.build(str(node.name), args, **build_context(slot, built))
+        if not isinstance(module, torch.nn.Module):
+            raise TypeError(f"model.{slot} ({node.name}) is not a torch.nn.Module")
+        built[slot] = module
     model = torch.nn.ModuleDict(built)
+    model.built_with_weights = with_weights
     if str(device) not in ("meta", "cpu"):
         model.to(device)
     return model

@@ -20,7 +20,7 @@ def human(n: int) -> str:
 def dry_run_report(cfg: DictConfig, schedule: list[str]) -> str:
     """A per-slot parameter table: total size, then the parameters each stage trains (``-`` = frozen).
 
-    Builds with no weights (``device="meta"``), builds every stage's objectives and checks every ``trainable``
+    Builds with no weights (``device="meta"``; a part that must read real weights, a tokenizer, is loaded), builds every stage's objectives and checks every ``trainable``
     pattern, so a recipe that passes a dry run wires up at training time.
     """
     from omnikit.training.runner import build_objectives, frozen_slots, stage_config
@@ -47,7 +47,9 @@ def dry_run_report(cfg: DictConfig, schedule: list[str]) -> str:
     total = count_parameters(model)
     rows.append(["total", "", human(total), *(human(sum(per_stage[s].values())) for s in schedule)])
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = [f"recipe {cfg.get('name', '?')}: built on the meta device (no weights); trainable parameters per stage",
+    loaded = list(getattr(model, "built_with_weights", []))
+    where = "built on the meta device (no weights" + (f"; loaded for real: {', '.join(loaded)}" if loaded else "") + ")"
+    lines = [f"recipe {cfg.get('name', '?')}: {where}; trainable parameters per stage",
              "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
              "  ".join("-" * w for w in widths)]
     for r in rows:

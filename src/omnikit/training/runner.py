@@ -9,11 +9,16 @@ the frozen LLM's fingerprint (and every other frozen parameter) must be bit-iden
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import shutil
+import signal
+import threading
 import time
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,14 +33,19 @@ from omnikit.registry import get_registry
 from omnikit.training.build import build_model, count_parameters
 from omnikit.training.checkpoints import (
     STAGE_PREFIX,
+    check_run_dir,
     is_done,
     last_lightning_checkpoint,
     load_slot,
     mark_done,
+    model_fingerprint,
+    model_spec,
     read_done,
     resolve_init,
+    resume_command,
     save_stage,
     stage_dir,
+    write_run_record,
 )
 from omnikit.training.data import (
     BatchConfig,
@@ -54,6 +64,61 @@ log = logging.getLogger("omnikit.training")
 
 class StageError(RuntimeError):
     """A stage cannot run or finished wrongly (one clear line for the CLI)."""
+
+
+class StageInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a stage; the message says how to resume (the CLI prints it and exits 130)."""
+
+
+LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric")
+QUIET_WARNINGS = (
+    r".*module\(s\) in eval mode.*",  # the frozen parts are in eval mode by design
+    r".*isinstance\(treespec, LeafSpec\).*",  # a Lightning/torch version deprecation, not ours to fix
+    r".*does not have many workers.*",  # num_workers is a recipe choice (batch.num_workers)
+    r".*is smaller than the logging interval.*",
+    r".*was configured so 100% of the batches.*",
+)
+
+
+@contextlib.contextmanager
+def lightning_output(verbose: bool = False) -> Iterator[None]:
+    """Quiet console: Lightning's banners (GPU/TPU lines, tips) and its known-harmless warnings are hidden, so a
+    stage prints its own start and end lines and a progress bar; ``verbose`` keeps everything."""
+    if verbose:
+        yield
+        return
+    loggers = [logging.getLogger(n) for n in LIGHTNING_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+        with warnings.catch_warnings():
+            for pattern in QUIET_WARNINGS:
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def interruptible(trainer: L.Trainer, stage: str, run_dir: Path, fn: Callable[..., Any], *args: Any,
+                  **kwargs: Any) -> Any:
+    """Run a Trainer entry point so that Ctrl-C raises :class:`StageInterrupted` (exit 130 in the CLI), not
+    Lightning's ``sys.exit(1)``; Lightning's SIGINT-ignore during its shutdown is undone."""
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        return fn(*args, **kwargs)
+    except SystemExit as exc:
+        if not trainer.interrupted:
+            raise
+        ckpt = last_lightning_checkpoint(run_dir, stage)
+        where = f"its last checkpoint ({ckpt})" if ckpt else "the start of the stage (no checkpoint yet)"
+        raise StageInterrupted(f"stage {stage} stopped at step {trainer.global_step}; "
+                               f"`{resume_command(run_dir, stage)}` resumes from {where}") from exc
+    finally:
+        if main and handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 @dataclass
@@ -286,15 +351,18 @@ def run_stage(cfg: DictConfig, run_dir: Path, name: str) -> dict[str, Any]:
     validate = trainer_cfg.validate_start_end and val_cuts is not None
     start_file = out / "val_start.json"
     if validate and resume is None:
-        start_loss = val_loss(trainer.validate(module, datamodule=datamodule, verbose=False))
+        start_loss = val_loss(interruptible(trainer, name, run_dir, trainer.validate, module,
+                                            datamodule=datamodule, verbose=False))
         if trainer.is_global_zero:
             write_json(start_file, start_loss)
     # Our own checkpoint files; weights_only=True all the same (no arbitrary unpickling).
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True)
+    interruptible(trainer, name, run_dir, trainer.fit, module, datamodule=datamodule,
+                  ckpt_path=str(resume) if resume else None, weights_only=True)
     if trainer.global_step < trainer_cfg.max_steps:
         raise StageError(f"stage {name} stopped at step {trainer.global_step} of {trainer_cfg.max_steps}; "
-                         f"re-run to resume from {out / 'lightning'}")
-    val_end = val_loss(trainer.validate(module, datamodule=datamodule, verbose=False)) if validate else None
+                         f"`{resume_command(run_dir, name)}` resumes from {out / 'lightning'}")
+    val_end = (val_loss(interruptible(trainer, name, run_dir, trainer.validate, module, datamodule=datamodule,
+                                      verbose=False)) if validate else None)
     if trainer.is_global_zero:
         info = finish_stage(cfg, run_dir, name, model, trained, patterns, whole_slots, before, {
             "steps": int(trainer.global_step), "trained_parameters": n_train,
@@ -325,6 +393,7 @@ def finish_stage(cfg: DictConfig, run_dir: Path, name: str, model: torch.nn.Modu
         "trained": patterns,
         "frozen_digest": after,
         "llm_fingerprint": after.get("llm"),
+        "model_fingerprint": model_fingerprint(model_spec(cfg)),
         "loss_start": sum(losses[:k]) / k if losses else None,
         "loss_end": sum(losses[-k:]) / k if losses else None,
         "val_loss_start": json.loads(start_file.read_text()) if start_file.is_file() else None,
@@ -333,7 +402,13 @@ def finish_stage(cfg: DictConfig, run_dir: Path, name: str, model: torch.nn.Modu
     mark_done(run_dir, name, info)
     if not record["trainer"]["keep_lightning_checkpoint"]:
         shutil.rmtree(out / "lightning", ignore_errors=True)
-    print(f"[omnikit] stage {name}: done in {info['seconds']} s, loss {info['loss_start']} -> {info['loss_end']}")
+    def num(v: float | None) -> str:
+        return "-" if v is None else f"{v:.4g}"
+
+    val = (f"; dev loss {num(info['val_loss_start'])} -> {num(info['val_loss_end'])}"
+           if info.get("val_loss_end") is not None else "")
+    print(f"[omnikit] stage {name}: done in {info['seconds']:.1f} s, {info['steps']} steps, "
+          f"loss {num(info['loss_start'])} -> {num(info['loss_end'])}{val}")
     return info
 
 
@@ -352,9 +427,12 @@ def check_schedule(cfg: DictConfig, stages: list[str]) -> None:
         raise StageError("; ".join(problems))
 
 
-def run_recipe(cfg: DictConfig, run_dir: Path, stage: str | None = None, dry_run: bool = False) -> None:
+def run_recipe(cfg: DictConfig, run_dir: Path, stage: str | None = None, dry_run: bool = False,
+               verbose: bool = False) -> None:
     """Train the recipe's schedule (or one ``stage``) into ``run_dir``; ``dry_run`` builds on the meta device and
-    prints the parameter table instead."""
+    prints the parameter table instead. A run directory whose stages were trained with a different model is
+    refused (``RunDirConflict``); ``run.json`` records where the run lives and its model. ``verbose`` keeps
+    Lightning's own console output."""
     schedule = list(cfg.get("schedule") or [])
     if stage is not None and stage not in schedule:
         raise StageError(f"stage '{stage}' is not in the schedule ({', '.join(schedule)})")
@@ -365,8 +443,11 @@ def run_recipe(cfg: DictConfig, run_dir: Path, stage: str | None = None, dry_run
 
         print(dry_run_report(cfg, schedule))
         return
-    for name in stages:
-        run_stage(cfg, Path(run_dir), name)
+    check_run_dir(cfg, Path(run_dir))
+    write_run_record(cfg, Path(run_dir))
+    with lightning_output(verbose):
+        for name in stages:
+            run_stage(cfg, Path(run_dir), name)
     if stage is None and cfg.get("eval") is not None:
         # a recipe with an `eval` section ends with its report (and demo), as the quickstart does
         from omnikit.evaluation.report import evaluate_run
