@@ -40,6 +40,7 @@ from omnikit.evaluation.latency import latency_breakdown, summarize
 from omnikit.evaluation.plots import plot_latency, plot_training_curves
 from omnikit.evaluation.qa import QARecord, qa_scores
 from omnikit.evaluation.report_writer import write_report
+from omnikit.evaluation.summary import summary
 from omnikit.evaluation.text_metrics import error_rates
 from omnikit.interfaces import SAMPLE_RATE
 
@@ -289,6 +290,7 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, limit: int | None =
     metrics["cost"] = {"stages": stage_costs(run_dir, schedule), "eval_seconds": seconds,
                        "eval_peak_rss_mb": peak_rss_mb(), "eval_peak_gpu_mb": peak_gpu_mb()}
     metrics["plots"] = plots
+    metrics = {"summary": summary(metrics, run_dir), **metrics}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     write_report(metrics, out_dir / "report.md")
     return metrics
