@@ -2,6 +2,7 @@
 # Install omnikit and what its offline world needs on a fresh Debian/Ubuntu machine.
 #   bash scripts/install.sh          # omnikit + voices, judge and fact sources (to run the quickstart)
 #   bash scripts/install.sh --test   # the above + test and docs extras + the example plugin's build tools
+#                                    # + Debian's chromium (the browser test of `omnikit serve`)
 # Installs into the active Python (use a virtual environment if you prefer one; a system-managed Python
 # (PEP 668) without one is refused with the commands that make one).
 set -euo pipefail
@@ -25,6 +26,8 @@ fi
 need=()
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 [ -e /usr/share/wordnet/data.noun ] || need+=(wordnet-base)
+# The browser test of `omnikit serve` drives a headless Chromium (skipped without one).
+[ "${1:-}" = "--test" ] && ! command -v chromium >/dev/null 2>&1 && need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
     echo "error: missing Debian packages ${need[*]}; install them with: apt-get install -y ${need[*]}" >&2; exit 1; fi

@@ -235,6 +235,44 @@ def chat(
                 typer.echo(f"wrote {output} ({result.audio.numel() / result.sample_rate:.2f} s)")
 
 
+@app.command()
+def serve(
+    run_dir: Annotated[Path, typer.Argument(help="A trained run directory (holds recipe.yaml and stages/).")],
+    host: Annotated[str, typer.Option(help="Interface to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free one).")] = 8000,
+    max_sessions: Annotated[int, typer.Option(min=1, help="Concurrent sessions; one more is refused (close 1013).")] = 4,
+    token: Annotated[str | None, typer.Option(
+        envvar="OMNIKIT_SERVE_TOKEN",
+        help="Require this bearer token (or set OMNIKIT_SERVE_TOKEN, which keeps it out of the process list).")] = None,
+    idle_timeout: Annotated[float, typer.Option(
+        min=0, help="Close a connection that sent nothing for this many seconds while idle (0: never).")] = 300.0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve a trained run to many users at once: a websocket protocol and a web page (docs/serving.md)."""
+    with guarded(verbose):
+        _check_run_dir_arg(run_dir)
+        if token is not None and not token.strip():
+            raise UsageError("--token is empty (leave it out to serve without a token)")
+        from omnikit.inference.dialogue_model import DialogueModel
+        from omnikit.serving import server
+        from omnikit.serving.app import ServeConfig, create_app
+
+        sock = server.bind(host, port)  # a busy port fails before the model loads
+        model = DialogueModel.from_run_dir(run_dir, device=device)
+        config = ServeConfig(max_sessions=max_sessions, token=token, idle_timeout_s=idle_timeout or None)
+        where, bound = server.url_host(sock)
+        if token is None and not server.is_loopback(host):
+            typer.echo(f"warning: listening on {host} without --token: anyone who can reach port {bound} can use "
+                       "the model", err=True)
+
+        def started() -> None:
+            typer.echo(f"[omnikit] serving {run_dir} at http://{where}:{bound}/ (websocket /ws; up to "
+                       f"{max_sessions} sessions{'; token required' if token else ''}); Ctrl-C stops")
+
+        server.run(create_app(model, config), sock, log_level="info" if verbose else "warning", on_start=started)
+
+
 @app.command("eval")
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A trained run directory.")],

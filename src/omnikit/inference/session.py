@@ -269,6 +269,16 @@ class Session:
             events += self.step_answer()
         return events
 
+    def interrupt(self) -> list[Event]:
+        """Stop the running answer at the client's request (a stop button): generation and audio stop, the partial
+        answer stays in the context, as after a barge-in. No-op when no answer runs."""
+        a = self.answer
+        if a is None:
+            return []
+        event = Event("interrupt", self.t, {"answer": a.id, "text_so_far": a.text, "reason": "client"})
+        self._run(self.machine.answer_done(a.id))
+        return [event]
+
     def _speak(self, a: _Answer, seg: Segment) -> list[Event]:
         """One text segment -> codec tokens -> PCM events (codec context restarts per segment, spec §10.8)."""
         m, s, tm = self.model, self.settings, a.timings
