@@ -20,11 +20,11 @@ import torchaudio
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
+from omnikit.data.sources import open_source
 from omnikit.evaluation.asr_judge import transcribe, word_errors
 from omnikit.evaluation.machine import machine_info
-from omnikit.training.build import build_model
-from omnikit.training.checkpoints import merged_weights
-from omnikit.training.data import open_source
+from omnikit.model.build import build_model
+from omnikit.model.checkpoints import merged_weights
 
 STAGE = "output_1_codec"
 

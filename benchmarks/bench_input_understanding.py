@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from omnikit.data.char_vocab import CharVocab
 from omnikit.data.collate import load_cut_audio
+from omnikit.data.sources import open_source
 from omnikit.evaluation import probes
 from omnikit.evaluation.duplex_metrics import StateCounts, add_stream, state_scores
 from omnikit.evaluation.machine import machine_info
@@ -39,8 +40,7 @@ from omnikit.evaluation.report import _speech_chunk
 from omnikit.evaluation.text_metrics import cer
 from omnikit.inference.dialogue_model import DialogueModel
 from omnikit.interfaces import SAMPLE_RATE
-from omnikit.training.checkpoints import is_done, merged_weights, read_done
-from omnikit.training.data import open_source
+from omnikit.model.checkpoints import is_done, merged_weights, read_done
 
 INPUT_STAGES = ("input_1_ctc", "input_2_state", "input_2_align", "input_3_dialogue")
 OUT = Path(__file__).parent / "results" / "input_understanding.json"

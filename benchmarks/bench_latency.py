@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from omnikit.data.sources import open_source
 from omnikit.evaluation.latency import latency_breakdown
 from omnikit.evaluation.machine import machine_info
 from omnikit.evaluation.probes import spoken_turn
 from omnikit.evaluation.report import default_source
 from omnikit.inference.dialogue_model import DialogueModel
-from omnikit.training.data import open_source
 
 RESULTS = Path(__file__).parent / "results" / "latency.json"
 PAPER_MS = {  # Freeze-Omni, spec §7.4 (GPU server, Qwen2-7B): average / p50 / p90

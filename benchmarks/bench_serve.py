@@ -50,9 +50,9 @@ def serve(run_dir: str, answer_tokens: int, port_file: str) -> None:
     from omegaconf import OmegaConf
 
     from omnikit.inference.dialogue_model import DialogueModel
+    from omnikit.model.checkpoints import merged_weights
     from omnikit.serving import server
     from omnikit.serving.app import ServeConfig, create_app
-    from omnikit.training.checkpoints import merged_weights
 
     cfg = OmegaConf.load(Path(run_dir) / "recipe.yaml")
     cfg.model.vad = OmegaConf.create({"name": "energy", "args": {}})

@@ -33,13 +33,13 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from omnikit.data.collate import load_cut_audio
+from omnikit.data.sources import open_source
 from omnikit.evaluation.machine import machine_info
 from omnikit.evaluation.text_metrics import wer
 from omnikit.evaluation.whisper_judge import transcribe
 from omnikit.inference.dialogue_model import DialogueModel
+from omnikit.model.checkpoints import is_done, merged_weights, read_done
 from omnikit.registry import get_registry
-from omnikit.training.checkpoints import is_done, merged_weights, read_done
-from omnikit.training.data import open_source
 
 OUT = Path(__file__).parent / "results" / "speech_decoder_quality.json"
 DEMO = Path(__file__).parents[1] / "docs" / "assets" / "speech_decoder_demo"

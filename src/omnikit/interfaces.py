@@ -119,18 +119,86 @@ class SpeechDecoder(Protocol):
 
 
 class LLM(Protocol):
-    """The frozen LLM with the speech-side trainables it owns (prompt embeddings, state head).
+    """The frozen LLM with the speech-side trainables it owns (prompt embeddings, state head), and the
+    incremental API a session drives. These are the members that the session, the probes, the objectives, the
+    connector adapter and the speech decoders' caches call; ``omnikit.components.llms.hf_causal_lm`` is the
+    reference implementation.
 
-    See ``omnikit.components.llms.hf_causal_lm`` for the full incremental API.
+    A conversation ``state`` is an explicit value owned by the caller (its KV cache, its open role, the last
+    hidden state), never an attribute of the LLM. ``sampling`` is an
+    ``omnikit.components.llms.sampling.Sampling`` (greedy when left out); ``generator`` a ``torch.Generator``.
     """
 
     hidden_size: int
+    """Width of the LLM's embeddings and hidden states (an adapter's ``out_dim``, a decoder's ``cond_dim``)."""
     num_states: int
+    """Outputs of the state head (``listen``, ``respond``, ``ignore`` by default)."""
+    tokenizer: Any
+    """The Hugging Face tokenizer (``decode``, ``eos_token_id``, ``apply_chat_template``)."""
+    segments: Any
+    """The chat template split into token-id pieces (``omnikit.components.llms.chat_template.ChatSegments``)."""
+    config: Any
+    """The component's config; callers read ``config.system_prompt``, the default system prompt."""
+    llm: torch.nn.Module
+    """The frozen backbone itself, for batched teacher-forced passes (``inputs_embeds=...``)."""
+    state_head: torch.nn.Module
+    """Linear head from a hidden state to ``num_states`` logits (trained in stage 3)."""
+    is_meta: bool
+    """True when built without weights (architecture only): a dry run can show it, training refuses it."""
 
-    def embed(self, ids: Tensor) -> Tensor: ...
+    @property
+    def device(self) -> torch.device:
+        """Where the frozen weights live (inputs are moved there)."""
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Dtype of the frozen weights (audio embeddings are cast to it)."""
 
     def fingerprint(self) -> str:
         """Digest of the frozen weights; equal before and after every training stage."""
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of plain text, no special tokens added."""
+
+    def embed(self, ids: Tensor | list[int]) -> Tensor:
+        """The frozen input embeddings of token ids: ``(..., hidden_size)``."""
+
+    def is_end_of_turn(self, token_id: int) -> bool:
+        """True for a token that ends the assistant turn."""
+
+    def new_conversation(self, system_prompt: str | None = None) -> Any:
+        """A fresh conversation state with the system prompt prefilled (None: ``config.system_prompt``)."""
+
+    def fork(self, state: Any) -> Any:
+        """An independent copy of a conversation state (to listen to a barge-in while speaking)."""
+
+    def start_user_turn(self, state: Any) -> None:
+        """Open a user turn: its prefix and the prompt embeddings, before the first audio chunk."""
+
+    def append_audio(self, state: Any, audio_emb: Tensor) -> Tensor:
+        """Append ``(1, n, hidden_size)`` audio embeddings; the state-head probabilities at the chunk's end."""
+
+    def append_text_user_turn(self, state: Any, text: str, with_prompt: bool = False) -> None:
+        """A whole written user turn (the text path); prompt embeddings only if ``with_prompt``."""
+
+    def start_assistant(self, state: Any, sampling: Any = ..., generator: Any = None) -> tuple[int, Tensor]:
+        """Close the user turn, open the assistant's; its first token and the ``(hidden_size,)`` hidden behind it."""
+
+    def step(self, state: Any, token_id: int, sampling: Any = ..., generator: Any = None) -> tuple[int, Tensor]:
+        """Feed the previous answer token; the next token and the hidden state that produced it."""
+
+    def generate(self, state: Any, max_new_tokens: int = 64, sampling: Any = ...,
+                 generator: Any = None) -> tuple[list[int], Tensor]:
+        """A whole assistant turn: its token ids (no end of turn) and their hidden states ``(n, hidden_size)``."""
+
+    def chat(self, text: str, max_new_tokens: int = 64, sampling: Any = ..., system_prompt: str | None = None,
+             generator: Any = None) -> str:
+        """Written question to written answer in one turn (training answers, the written-question baseline)."""
+
+    def forward_train(self, audio_emb: Tensor, audio_lens: Tensor, targets: list[str] | None,
+                      system_prompt: str | None = None, use_prompt: bool = True) -> Any:
+        """Teacher-forced batch: an output with ``lm_loss``, ``audio_hidden``, ``state_logits`` and
+        ``n_target_tokens`` (see ``hf_causal_lm.LLMTrainOutput``)."""
 
 
 class VAD(Protocol):

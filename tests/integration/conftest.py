@@ -41,7 +41,7 @@ def serve_model(smoke_run):
     """The trained smoke run with an energy VAD and the VAD-endpoint policy (a barely trained state head decides
     nothing reliably; a tone burst followed by 480 ms of silence is a RESPOND), greedy and short answers."""
     from omnikit.inference.dialogue_model import DialogueModel
-    from omnikit.training.checkpoints import merged_weights
+    from omnikit.model.checkpoints import merged_weights
 
     cfg = OmegaConf.load(smoke_run / "recipe.yaml")
     cfg.model.vad = OmegaConf.create({"name": "energy", "args": {}})  # replace the nodes, not merge args

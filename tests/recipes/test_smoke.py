@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from omnikit.config import load_recipe, validate_recipe
-from omnikit.training.build import build_model
+from omnikit.model.build import build_model
 from omnikit.training.runner import StageError, run_recipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,7 +96,7 @@ def test_smoke_recipe_trains_every_stage_and_keeps_frozen_parts(tmp_path):
         assert (tmp_path / "logs" / stage / "metrics.csv").is_file()
     assert (tmp_path / "cmvn.json").is_file()
     # output 3 trained only the prefix: the rest of its decoder (frozen) is bit-identical to output 2's result
-    from omnikit.training.checkpoints import load_slot
+    from omnikit.model.checkpoints import load_slot
     from omnikit.training.freezing import apply_trainable, select_trainable
     from omnikit.training.runner import frozen_digest
 

@@ -175,3 +175,39 @@ def test_chat_names_a_folder_input_and_refuses_an_empty_answer(tmp_path, monkeyp
     res = runner.invoke(app, ["chat", str(tmp_path), "--input", str(noise), "--output", str(out)])
     assert res.exit_code == 1 and "no answer" in res.output and "no text and no audio" in res.output, res.output
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------- issue 16
+def test_a_stage_option_typo_stops_the_run_before_anything_starts(fake_plugins, tmp_path):
+    r = recipe(tmp_path, "model: {encoder: {name: fake_encoder, args: {vocab: 5}}}\nschedule: [s]\n"
+                         "stages: {s: {trainable: [encoder], trainer: {max_step: 3}, optim: {lrr: 0.1}}}\n"
+                         "inference: {speech_tracker: {min_silence: 5}}\n")
+    res = runner.invoke(app, ["run", r, "--run-dir", str(tmp_path / "run")])
+    assert res.exit_code == 2 and "3 problems" in res.output, res.output
+    for where, near in (("stages.s.trainer.max_step", "max_steps"), ("stages.s.optim.lrr", "lr"),
+                        ("inference.speech_tracker.min_silence", "min_silence_ms")):
+        assert f"{where}: unknown key; did you mean '{near}'?" in res.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_trains_then_the_cli_evaluates_when_the_recipe_has_an_eval_section(fake_plugins, tmp_path, monkeypatch):
+    from omnikit.evaluation import report
+    from omnikit.training import runner as stage_runner
+
+    calls: list[tuple] = []
+    monkeypatch.setattr(stage_runner, "run_recipe", lambda cfg, out, **kw: calls.append(("train", out, kw)))
+    monkeypatch.setattr(report, "evaluate_run", lambda out, *a, **kw: calls.append(("eval", out)))
+    body = "model: {encoder: {name: fake_encoder, args: {vocab: 5}}}\nschedule: [s]\nstages: {s: {trainable: [encoder]}}\n"
+    run = tmp_path / "run"
+    with_eval = recipe(tmp_path, body + "eval: {limit: 2}\n")
+    res = runner.invoke(app, ["run", with_eval, "--run-dir", str(run)])
+    assert res.exit_code == 0, res.output
+    assert [c[0] for c in calls] == ["train", "eval"] and calls[1][1] == run
+    assert f"report: {run / 'eval' / 'report.md'}" in res.output
+    for extra in (["--stage", "s"], ["--dry-run"]):  # one stage, or a dry run: no report
+        calls.clear()
+        assert runner.invoke(app, ["run", with_eval, "--run-dir", str(run), *extra]).exit_code == 0
+        assert [c[0] for c in calls] == ["train"], extra
+    calls.clear()
+    assert runner.invoke(app, ["run", recipe(tmp_path, body), "--run-dir", str(run)]).exit_code == 0
+    assert [c[0] for c in calls] == ["train"]  # no eval section: training only

@@ -15,7 +15,7 @@ from omnikit.components.objectives.cached_codec_token_ce import (
 )
 from omnikit.components.speech_decoders import conditioning_cache as cc
 from omnikit.components.speech_decoders.conditioning_cache import ConditioningCache, conditioning_key
-from omnikit.training.build import build_model
+from omnikit.model.build import build_model
 
 
 def test_key_names_what_produced_the_conditioning():

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omnikit.config.sections import EvalConfig
 from omnikit.evaluation.cost import peak_rss_mb, stage_costs
-from omnikit.evaluation.eval_config import EvalConfig, pick_parts
+from omnikit.evaluation.eval_config import pick_parts
 from omnikit.evaluation.plots import curve_keys, plot_latency, plot_training_curves, read_metrics_csv
 from omnikit.evaluation.report_writer import render_report, write_report
 

@@ -14,7 +14,7 @@ from omnikit.components.objectives.codec_token_ce import (
 from omnikit.components.objectives.ctc import CTCConfig, CTCObjective
 from omnikit.components.objectives.llm_next_token import LLMNextTokenConfig, LLMNextTokenObjective
 from omnikit.components.objectives.state_ce import StateCEConfig, StateCEObjective, label_positions
-from omnikit.training.build import build_model
+from omnikit.model.build import build_model
 from omnikit.training.freezing import apply_trainable, select_trainable
 
 

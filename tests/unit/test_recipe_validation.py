@@ -112,3 +112,102 @@ def test_changing_a_component_name_replaces_its_args(fake_plugins, base):
     assert load_recipe(same).model.encoder.args.layers == 4  # same component: args merge
     cfg = load_recipe(base / "base.yaml", ["model.adapter.name=fake_other"])
     assert "args" not in cfg.model.adapter
+
+
+# ---------------------------------------------------------------------------------------------- issue 16
+TYPO_IN_EVERY_SECTION = """
+omnikit: 1
+name: typos
+model:
+  encoder: {name: fake_encoder, args: {vocab: 5}}
+schedule: [one, two]
+stages:
+  one:
+    trainable: [encoder]
+    optim: {lrr: 1.0e-3, decay: cosin}
+    trainer: {max_step: 3}
+    batch: {max_durration: 10, on_bad_audio: skp, augment: {sped: [0.9, 1.1]}}
+  two:
+    trainable: [encoder]
+    optim: {warmup: 5}
+    batch: {augment: {time_masks: 2, freq_mask_widht: 4}}
+inference:
+  top_kk: 3
+  speech_tracker: {min_silence: 500}
+eval: {limt: 3}
+"""
+TYPOS = {  # config path -> the near miss the report suggests
+    "stages.one.optim.lrr": "lr",
+    "stages.one.optim.decay": "cosine",
+    "stages.one.trainer.max_step": "max_steps",
+    "stages.one.batch.max_durration": "max_duration",
+    "stages.one.batch.on_bad_audio": "skip",
+    "stages.one.batch.augment.sped": "speed",
+    "stages.two.optim.warmup": "warmup_steps",
+    "stages.two.batch.augment.freq_mask_widht": "freq_mask_width",
+    "inference.top_kk": "top_k",
+    "inference.speech_tracker.min_silence": "min_silence_ms",
+    "eval.limt": "limit",
+}
+
+
+def test_a_typo_in_every_section_is_reported_at_once_with_its_path(fake_plugins, tmp_path):
+    bad = write(tmp_path / "typos.yaml", TYPO_IN_EVERY_SECTION)
+    with pytest.raises(RecipeError) as err:
+        validate_recipe(load_recipe(bad))
+    problems = {p.path: p for p in err.value.problems}
+    assert set(problems) == set(TYPOS), sorted(problems)
+    for path, near in TYPOS.items():
+        assert problems[path].suggestion == near, (path, problems[path])
+    text = str(err.value)
+    assert f"{len(TYPOS)} problems" in text
+    assert "stages.one.optim.lrr: unknown key; did you mean 'lr'?" in text
+    assert "expected one of 'constant', 'cosine', 'inverse_sqrt', got 'cosin'" in text
+
+
+def test_a_section_key_with_no_near_miss_lists_the_known_keys(fake_plugins, tmp_path):
+    bad = write(tmp_path / "far.yaml", "omnikit: 1\nstages: {one: {trainer: {zzz: 1}, batch: [1]}}\n")
+    problems = {p.path: p for p in find_problems(load_recipe(bad))}
+    assert problems["stages.one.trainer.zzz"].suggestion is None
+    assert "known: max_steps, precision" in problems["stages.one.trainer.zzz"].message
+    assert problems["stages.one.batch"].message == "must be a mapping"
+
+
+def test_the_shipped_recipes_validate_against_every_section_schema():
+    root = Path(__file__).resolve().parents[2] / "recipes"
+    for recipe in ("smoke.yaml", "quickstart.yaml", "freeze_omni.yaml"):
+        assert find_problems(load_recipe(root / recipe)) == [], recipe
+
+
+def test_the_parsers_the_code_runs_with_name_path_near_miss_and_known_keys():
+    from omnikit.config.sections import BatchConfig, EvalConfig, InferenceConfig, OptimConfig, TrainerConfig
+    from omnikit.data.augment import AugmentConfig
+    from omnikit.registry import UnknownKeysError
+
+    cases = [
+        (OptimConfig, {"lrr": 1.0}, "stages.s.optim", "'lrr' (did you mean 'lr'?)"),
+        (TrainerConfig, {"max_step": 1}, "stages.s.trainer", "'max_step' (did you mean 'max_steps'?)"),
+        (BatchConfig, {"num_worker": 1}, "stages.s.batch", "'num_worker' (did you mean 'num_workers'?)"),
+        (BatchConfig, {"augment": {"sped": [1.0]}}, "stages.s.batch", "'sped' (did you mean 'speed'?)"),
+        (AugmentConfig, {"zzz": 1}, "stages.s.batch.augment", "'zzz'; known: freq_mask_width"),
+        (InferenceConfig, {"top_kk": 1}, "inference", "'top_kk' (did you mean 'top_k'?)"),
+        (EvalConfig, {"limt": 1}, "eval", "'limt' (did you mean 'limit'?)"),
+    ]
+    for cls, values, path, expected in cases:
+        with pytest.raises(UnknownKeysError) as err:
+            cls.from_mapping(values, path)
+        msg = str(err.value)
+        where = f"{path}.augment" if cls is BatchConfig and "augment" in values else path
+        assert msg.startswith(f"{where}: unknown keys ") and expected in msg, msg
+        assert isinstance(err.value, ValueError) and isinstance(err.value, TypeError)  # as each raised before
+    assert OptimConfig.from_mapping(None) == OptimConfig() and TrainerConfig.from_mapping({"max_steps": 7}).max_steps == 7
+    with pytest.raises(ValueError, match="stages.s.optim.decay must be constant, cosine or inverse_sqrt"):
+        OptimConfig.from_mapping({"decay": "linear"}, "stages.s.optim")
+
+
+def test_component_args_use_the_same_parser(fake_plugins):
+    from omnikit.registry import UnknownKeysError, get_registry
+
+    with pytest.raises(UnknownKeysError, match=r"encoder 'fake_encoder' args: unknown keys 'layerz' "
+                                               r"\(did you mean 'layers'\?\)"):
+        get_registry("encoder").make_config("fake_encoder", {"layerz": 2, "vocab": 3})

@@ -7,7 +7,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from omnikit.training.checkpoints import (
+from omnikit.model.checkpoints import (
     is_done,
     load_slot,
     mark_done,
@@ -74,7 +74,7 @@ def test_run_record_refuses_a_changed_model_for_an_interrupted_stage(tmp_path):
     from pathlib import Path
 
     from omnikit.config import RunDirConflict, load_recipe
-    from omnikit.training.checkpoints import check_run_dir, model_spec, write_run_record
+    from omnikit.model.checkpoints import check_run_dir, model_spec, write_run_record
 
     smoke = Path(__file__).resolve().parents[2] / "recipes" / "smoke.yaml"
     cfg = load_recipe(smoke)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from omnikit.config.sections import OptimConfig
 from omnikit.training.freezing import (
     TrainableSelectionError,
     apply_trainable,
@@ -14,7 +15,7 @@ from omnikit.training.freezing import (
     select_trainable,
     set_train_mode,
 )
-from omnikit.training.module import OptimConfig, lr_factor
+from omnikit.training.module import lr_factor
 
 
 def toy() -> nn.ModuleDict:

@@ -96,12 +96,18 @@ def run(
 
         if not dry_run:
             from omnikit.config.provenance import write_run_metadata
-            from omnikit.training.checkpoints import check_run_dir
+            from omnikit.model.checkpoints import check_run_dir
 
             check_run_dir(cfg, out)  # before recipe.yaml is rewritten: a changed model stops here (exit 2)
             write_run_metadata(out, cfg)
             typer.echo(f"[omnikit] run dir: {out.resolve()}")
         run_recipe(cfg, out, stage=stage, dry_run=dry_run, verbose=verbose)
+        if not dry_run and stage is None and cfg.get("eval") is not None:
+            # a recipe with an `eval` section ends with its report (and demo), as the quickstart does
+            from omnikit.evaluation.report import evaluate_run
+
+            evaluate_run(out)
+            typer.echo(f"report: {out / 'eval' / 'report.md'}")
 
 
 @app.command()

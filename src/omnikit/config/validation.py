@@ -1,9 +1,11 @@
-"""Check a recipe against the registries and the components' config classes; collect every problem."""
+"""Check a recipe against the registries, the components' config classes and the schemas of its plain sections
+(``omnikit.config.sections``: every stage's ``optim``, ``trainer``, ``batch`` and ``batch.augment``, ``inference``
+and ``eval``); collect every problem, so that a typo anywhere stops ``omnikit validate`` and ``omnikit run``
+before anything starts."""
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from collections.abc import Mapping
@@ -13,7 +15,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from omnikit.config.errors import Problem, RecipeError
+from omnikit.config.sections import STAGE_OPTIONS, EvalConfig, InferenceConfig
 from omnikit.registry import RegistryError, UnknownComponentError, get_registry
+from omnikit.registry.fields import near, unknown_keys
 
 TOP_LEVEL_KEYS = (
     "omnikit", "name", "description", "seed", "profile", "paths", "model", "data", "schedule", "stages",
@@ -37,8 +41,7 @@ SCHEMA_VERSION = 1
 
 
 def _near(word: str, options: typing.Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return close[0] if close else None
+    return near(word, options)
 
 
 def _unknown_keys(node: Any, allowed: typing.Sequence[str], path: str, what: str) -> list[Problem]:
@@ -86,21 +89,32 @@ def _allows_none(hint: Any) -> bool:
 
 
 def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(hint))
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
-def check_args(config_class: type, args: Any, path: str) -> list[Problem]:
-    """Unknown keys (with suggestions), missing required fields, wrong types."""
+def _literal_near(value: Any, hint: Any) -> str | None:
+    """The closest allowed string of a ``Literal`` hint (also inside ``X | None``) to a misspelt value."""
+    options = [h for h in (typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType)
+                           else (hint,)) if typing.get_origin(h) is typing.Literal]
+    words = [str(v) for h in options for v in typing.get_args(h)]
+    return near(value, words) if isinstance(value, str) and words else None
+
+
+def check_args(config_class: type, args: Any, path: str, what: str = "argument") -> list[Problem]:
+    """Unknown keys (with suggestions; the known ones when nothing is near), missing required fields, wrong
+    types. ``what`` names a key in the messages: a component's ``argument``, a section's ``key``."""
     problems: list[Problem] = []
     if args is None:
         args = {}
     if not isinstance(args, Mapping | DictConfig):
-        return [Problem(path, "args must be a mapping")]
+        return [Problem(path, "args must be a mapping" if what == "argument" else "must be a mapping")]
     fields = {f.name: f for f in dataclasses.fields(config_class)}
     hints = typing.get_type_hints(config_class)
-    for key in args.keys():
-        if key not in fields:
-            problems.append(Problem(f"{path}.{key}", "unknown argument", _near(str(key), fields)))
+    for key, suggestion in unknown_keys(config_class, args.keys()).items():
+        known = "" if suggestion else f" (known: {', '.join(fields)})"
+        problems.append(Problem(f"{path}.{key}", f"unknown {what}{known}", suggestion))
     for name, f in fields.items():
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         present = name in args.keys()
@@ -119,9 +133,8 @@ def check_args(config_class: type, args: Any, path: str) -> list[Problem]:
             problems.append(Problem(f"{path}.{name}", f"cannot resolve: {exc}".splitlines()[0]))
             continue
         if not _type_ok(value, hints.get(name, Any)):
-            problems.append(
-                Problem(f"{path}.{name}", f"expected {_type_name(hints.get(name))}, got {value!r}")
-            )
+            problems.append(Problem(f"{path}.{name}", f"expected {_type_name(hints.get(name))}, got {value!r}",
+                                    _literal_near(value, hints.get(name))))
     return problems
 
 
@@ -182,6 +195,40 @@ def _unresolvable(cfg: DictConfig) -> list[Problem]:
     return out
 
 
+def _stage_options(stage: DictConfig, spath: str) -> list[Problem]:
+    """A stage's ``optim``, ``trainer`` and ``batch`` (with ``batch.augment``) against their schemas."""
+    problems: list[Problem] = []
+    try:
+        options = {key: stage.get(key) for key in STAGE_OPTIONS}
+        augment = options["batch"].get("augment") if isinstance(options["batch"], DictConfig) else None
+    except OmegaConfBaseException:  # an unresolvable value: reported by _unresolvable
+        return problems
+    for key, schema in STAGE_OPTIONS.items():
+        if options[key] is not None:
+            problems += check_args(schema, options[key], f"{spath}.{key}", "key")
+    if augment is not None:
+        from omnikit.data.augment import AugmentConfig  # lazy: torchaudio
+
+        problems += check_args(AugmentConfig, augment, f"{spath}.batch.augment", "key")
+    return problems
+
+
+def _inference_section(inference: Any) -> list[Problem]:
+    """``inference`` against ``InferenceConfig``, its ``speech_tracker`` against the VAD tracker's config."""
+    if inference is None:
+        return []
+    if not isinstance(inference, DictConfig):
+        return [Problem("inference", "must be a mapping (see InferenceConfig)")]
+    problems = check_args(InferenceConfig, {k: v for k, v in inference.items() if k != "speech_tracker"},
+                          "inference", "key")
+    if inference.get("speech_tracker") is not None:
+        from omnikit.components.vads.vad_tracker import SpeechTrackerConfig  # lazy: torch
+
+        problems += check_args(SpeechTrackerConfig, inference.get("speech_tracker"), "inference.speech_tracker",
+                               "key")
+    return problems
+
+
 def find_problems(cfg: DictConfig) -> list[Problem]:
     """Every problem in the recipe, in config order."""
     problems = _unknown_keys(cfg, TOP_LEVEL_KEYS, "", "top-level")
@@ -236,17 +283,11 @@ def find_problems(cfg: DictConfig) -> list[Problem]:
         for slot in (stage.get("init") or {}).keys():
             if slot not in SLOT_KINDS:
                 problems.append(Problem(f"{spath}.init.{slot}", "unknown model slot", _near(str(slot), SLOT_KINDS)))
-    inference = cfg.get("inference")
-    if isinstance(inference, DictConfig):
-        from omnikit.inference.config import InferenceConfig  # lazy: pulls in torch
-
-        problems += check_args(InferenceConfig, {k: v for k, v in inference.items() if k != "speech_tracker"},
-                               "inference")
+        problems += _stage_options(stage, spath)
+    problems += _inference_section(cfg.get("inference"))
     ev = cfg.get("eval")
     if isinstance(ev, DictConfig):
-        from omnikit.evaluation.eval_config import EvalConfig  # light: a dataclass
-
-        problems += check_args(EvalConfig, ev, "eval")
+        problems += check_args(EvalConfig, ev, "eval", "key")
     elif ev is not None:
         problems.append(Problem("eval", "must be a mapping (see `evaluate_run`'s EvalConfig)"))
     problems += _missing_values(cfg, "")

@@ -3,33 +3,31 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torchaudio.functional as AF
 from torch import Tensor
 
+from omnikit.registry.fields import config_from_mapping, param
+
 
 @dataclass
 class AugmentConfig:
     """Stage option ``batch.augment`` (all off by default, as in Freeze-Omni's stage-3 config except SpecAugment)."""
 
-    speed: list[float] = field(default_factory=lambda: [1.0])  # factors drawn uniformly, e.g. [0.9, 1.0, 1.1]
-    noise_prob: float = 0.0  # probability of adding white noise
-    noise_snr_db: list[float] = field(default_factory=lambda: [15.0, 30.0])  # SNR range of that noise
-    time_masks: int = 0  # SpecAugment time masks per utterance
-    time_mask_width: int = 20  # frames
-    freq_masks: int = 0  # SpecAugment frequency masks per utterance
-    freq_mask_width: int = 10  # bins
+    speed: list[float] = param(doc="Speed factors drawn uniformly, e.g. [0.9, 1.0, 1.1].", factory=lambda: [1.0])
+    noise_prob: float = param(0.0, "Probability of adding white noise.")
+    noise_snr_db: list[float] = param(doc="SNR range of that noise (dB).", factory=lambda: [15.0, 30.0])
+    time_masks: int = param(0, "SpecAugment time masks per utterance.")
+    time_mask_width: int = param(20, "Widest time mask (frames).")
+    freq_masks: int = param(0, "SpecAugment frequency masks per utterance.")
+    freq_mask_width: int = param(10, "Widest frequency mask (bins).")
 
     @classmethod
-    def from_mapping(cls, d: dict[str, Any] | None) -> AugmentConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d or {}) - known
-        if unknown:
-            raise ValueError(f"batch.augment: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**(d or {}))
+    def from_mapping(cls, d: Any, path: str = "batch.augment") -> AugmentConfig:
+        return config_from_mapping(cls, d, path)
 
 
 class Augmenter:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from omnikit.training.checkpoints import DONE, stage_dir
+from omnikit.model.checkpoints import DONE, stage_dir
 
 
 def stage_costs(run_dir: Path, schedule: list[str]) -> dict[str, dict[str, Any]]:

@@ -20,6 +20,7 @@ import torch
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
+from omnikit.config.sections import EvalConfig
 from omnikit.data.char_vocab import CharVocab
 from omnikit.data.collate import load_cut_audio
 from omnikit.evaluation import probes
@@ -34,7 +35,7 @@ from omnikit.evaluation.duplex_metrics import (
     speech_end_time,
     state_scores,
 )
-from omnikit.evaluation.eval_config import EvalConfig, pick_parts
+from omnikit.evaluation.eval_config import pick_parts
 from omnikit.evaluation.judges import get_transcriber, judge_available, missing_note
 from omnikit.evaluation.latency import latency_breakdown, summarize
 from omnikit.evaluation.plots import plot_latency, plot_training_curves
@@ -223,8 +224,8 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, limit: int | None =
     """Evaluate a trained run; write ``report.md``, ``metrics.json``, PNG plots and ``demo/`` into ``out_dir``
     (default ``run_dir/eval``). ``limit``: cuts per part at most (overrides the recipe's ``eval.limit``).
     Returns the metrics dict that ``metrics.json`` holds."""
+    from omnikit.data.sources import open_source
     from omnikit.inference.dialogue_model import DialogueModel
-    from omnikit.training.data import open_source
 
     t_start = time.perf_counter()
     run_dir = Path(run_dir)

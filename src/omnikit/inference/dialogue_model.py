@@ -16,10 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 from omnikit.audio.frontend import StreamingFrontend
 from omnikit.components.vads.vad_tracker import SpeechTracker, SpeechTrackerConfig
 from omnikit.config.loading import merge_recipe
-from omnikit.inference.config import InferenceConfig
-from omnikit.registry import get_registry
-from omnikit.training.build import build_model, slot_args
-from omnikit.training.checkpoints import WEIGHTS, is_done, merged_weights, resume_command, stage_dir
+from omnikit.config.sections import InferenceConfig
+from omnikit.model.build import build_model, slot_args
+from omnikit.model.checkpoints import WEIGHTS, is_done, merged_weights, resume_command, stage_dir
+from omnikit.registry import config_from_mapping, get_registry
 
 DEFAULT_POLICY = {"name": "state_head", "args": {}}
 DEFAULT_VAD = {"name": "silero", "args": {}}
@@ -83,7 +83,7 @@ class DialogueModel:
         inference = dict(OmegaConf.to_container(cfg.get("inference") or OmegaConf.create(), resolve=True))
         tracker_args = inference.pop("speech_tracker", None) or {}
         settings = InferenceConfig.from_mapping(inference)
-        tracker = SpeechTracker(vad, SpeechTrackerConfig(**tracker_args))
+        tracker = SpeechTracker(vad, config_from_mapping(SpeechTrackerConfig, tracker_args, "inference.speech_tracker"))
         return cls(slots, policy, vad, tracker, StreamingFrontend(), settings, cfg)
 
     @classmethod

@@ -14,8 +14,9 @@ from omnikit.registry.errors import (
     PluginImportError,
     RegistryError,
     UnknownComponentError,
+    UnknownKeysError,
 )
-from omnikit.registry.fields import field_doc, param
+from omnikit.registry.fields import config_from_mapping, field_doc, near, param
 
 __all__ = [
     "AUTOLOAD_ENV",
@@ -26,9 +27,12 @@ __all__ = [
     "Registry",
     "RegistryError",
     "UnknownComponentError",
+    "UnknownKeysError",
+    "config_from_mapping",
     "field_doc",
     "get_registry",
     "load_failures",
+    "near",
     "param",
     "reset_registries",
 ]

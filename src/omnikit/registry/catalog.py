@@ -7,7 +7,6 @@ Built-in components are declared in omnikit's own pyproject exactly like a third
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 import os
 import warnings
@@ -17,6 +16,7 @@ from importlib import metadata
 from typing import Any
 
 from omnikit.registry.errors import DuplicatePluginError, PluginImportError, UnknownComponentError
+from omnikit.registry.fields import config_from_mapping, near
 
 KINDS: dict[str, str] = {
     "encoder": "omnikit.encoders",
@@ -137,8 +137,7 @@ class Registry:
         return [self._entries[n] for n in self.names()]
 
     def suggest(self, name: str) -> str | None:
-        close = difflib.get_close_matches(name, self.names(), n=1, cutoff=0.6)
-        return close[0] if close else None
+        return near(name, self.names())
 
     def entry(self, name: str) -> PluginEntry:
         if name not in self._entries:
@@ -155,16 +154,8 @@ class Registry:
         return cls
 
     def make_config(self, name: str, args: Mapping[str, Any] | None = None) -> Any:
-        cls = self.get(name)
-        args = dict(args or {})
-        fields = {f.name for f in dataclasses.fields(cls.config_class)}
-        unknown = [k for k in args if k not in fields]
-        if unknown:
-            hints = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, fields, n=1)) else k
-                     for k in unknown]
-            raise TypeError(f"{self.kind} '{name}': unknown arguments {', '.join(hints)}; "
-                            f"known: {', '.join(sorted(fields))}")
-        return cls.config_class(**args)
+        """``name``'s config dataclass from recipe ``args`` (unknown keys raise ``UnknownKeysError``)."""
+        return config_from_mapping(self.get(name).config_class, args, f"{self.kind} '{name}' args")
 
     def build(self, name: str, args: Mapping[str, Any] | None = None, **context: Any) -> Any:
         """Instantiate ``name`` as ``cls(config, **context)``."""

@@ -23,3 +23,13 @@ class DuplicatePluginError(RegistryError):
 
 class PluginImportError(RegistryError):
     """A plugin's module failed to import (raised only when a recipe uses it)."""
+
+
+class UnknownKeysError(TypeError, ValueError):
+    """Keys of a mapping that its config dataclass lacks (``config_from_mapping``). Both a ``TypeError`` (an
+    unexpected keyword argument) and a ``ValueError`` (a bad recipe value), as its callers raised before."""
+
+    def __init__(self, section: str, unknown: dict[str, str | None], known: list[str]):
+        self.section, self.unknown, self.known = section, unknown, sorted(known)
+        keys = ", ".join(f"'{k}' (did you mean '{m}'?)" if m else f"'{k}'" for k, m in unknown.items())
+        super().__init__(f"{section}: unknown keys {keys}; known: {', '.join(self.known)}")

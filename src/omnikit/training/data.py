@@ -1,10 +1,10 @@
-"""The stage's data: dataset plugins -> CutSets -> lhotse samplers -> batches; global CMVN of the features."""
+"""The stage's data: dataset plugins (``omnikit.data.sources``) -> CutSets -> lhotse samplers -> batches;
+global CMVN of the features."""
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,54 +12,15 @@ import lightning as L
 import torch
 from lhotse import CutSet
 from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
-from omegaconf import DictConfig, OmegaConf
 
 from omnikit.audio.cmvn import GlobalCMVN
 from omnikit.audio.features import utterance_features
+from omnikit.config.sections import BatchConfig
 from omnikit.data.augment import AugmentConfig, Augmenter
 from omnikit.data.collate import BadAudioError, SpeechBatchDataset, load_cut_audio
 from omnikit.interfaces import SAMPLE_RATE
-from omnikit.registry import get_registry
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class BatchConfig:
-    """Stage option ``batch``."""
-
-    max_duration: float = 60.0  # seconds of audio per batch (dynamic batch size)
-    val_max_duration: float | None = None  # default: max_duration
-    num_workers: int = 0
-    num_buckets: int = 10  # duration buckets of the DynamicBucketingSampler
-    on_bad_audio: str = "fail"  # fail | skip (skipped cuts are counted and logged)
-    augment: dict[str, Any] = field(default_factory=dict)  # see omnikit.data.augment.AugmentConfig
-    cmvn_max_cuts: int = 500  # training cuts read to compute the global CMVN
-    max_val_cuts: int = 0  # 0 = all dev cuts
-    cache_audio: bool = False  # keep decoded audio/features in memory (small data sets, e.g. smoke tests)
-
-    @classmethod
-    def from_mapping(cls, d: dict[str, Any] | None) -> BatchConfig:
-        unknown = set(d or {}) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"batch: unknown keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**(d or {}))
-
-
-def data_root(cfg: DictConfig, run_dir: Path, source: str) -> Path:
-    """Where a data source lives: ``paths.data/<source>`` when the recipe sets it, else ``run_dir/data/<source>``."""
-    base = OmegaConf.select(cfg, "paths.data", default=None)
-    return (Path(base) if base else Path(run_dir) / "data") / source
-
-
-def open_source(cfg: DictConfig, run_dir: Path, source: str) -> tuple[Any, Path]:
-    """Build a data source's dataset plugin and ``prepare`` it (idempotent)."""
-    node = cfg.data[source]
-    args = OmegaConf.to_container(node.get("args") or {}, resolve=True)
-    plugin = get_registry("dataset").build(str(node.name), args)
-    root = data_root(cfg, run_dir, source)
-    plugin.prepare(root)
-    return plugin, root
 
 
 def stage_cuts(plugin: Any, root: Path, parts: Any) -> CutSet | None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from omnikit.training.build import build_model, count_parameters
+from omnikit.model.build import build_model, count_parameters
 from omnikit.training.freezing import select_trainable
+from omnikit.training.stages import build_objectives, frozen_slots, stage_config
 
 
 def human(n: int) -> str:
@@ -23,8 +24,6 @@ def dry_run_report(cfg: DictConfig, schedule: list[str]) -> str:
     Builds with no weights (``device="meta"``; a part that must read real weights, a tokenizer, is loaded), builds every stage's objectives and checks every ``trainable``
     pattern, so a recipe that passes a dry run wires up at training time.
     """
-    from omnikit.training.runner import build_objectives, frozen_slots, stage_config
-
     model = build_model(cfg, device="meta")
     slots = list(model.keys())
     per_stage: dict[str, dict[str, int]] = {}

@@ -3,37 +3,15 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 
+from omnikit.config.sections import OptimConfig
 from omnikit.training.freezing import check_groups, param_groups, set_train_mode
-
-
-@dataclass
-class OptimConfig:
-    """Stage option ``optim``."""
-
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
-    eps: float = 1e-6
-    warmup_steps: int = 0
-    decay: str = "constant"  # after warm-up: constant | cosine | inverse_sqrt (Noam/WeNet warmuplr)
-    min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
-
-    @classmethod
-    def from_mapping(cls, d: dict[str, Any] | None) -> OptimConfig:
-        unknown = set(d or {}) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"optim: unknown keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        cfg = cls(**(d or {}))
-        if cfg.decay not in ("constant", "cosine", "inverse_sqrt"):
-            raise ValueError(f"optim.decay must be constant, cosine or inverse_sqrt, got {cfg.decay!r}")
-        return cfg
+from omnikit.training.stages import ObjectiveSpec
 
 
 def lr_factor(step: int, cfg: OptimConfig, max_steps: int) -> float:
@@ -48,13 +26,6 @@ def lr_factor(step: int, cfg: OptimConfig, max_steps: int) -> float:
     if cfg.decay == "inverse_sqrt":
         return math.sqrt(max(w, 1) / max(step + 1, 1))
     return 1.0
-
-
-@dataclass
-class ObjectiveSpec:
-    name: str
-    weight: float
-    objective: Any
 
 
 class StageModule(L.LightningModule):

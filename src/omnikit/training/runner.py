@@ -19,7 +19,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,10 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from omnikit.registry import get_registry
-from omnikit.training.build import build_model, count_parameters
-from omnikit.training.checkpoints import (
-    STAGE_PREFIX,
+from omnikit.config.sections import BatchConfig, OptimConfig, TrainerConfig
+from omnikit.data.sources import open_source
+from omnikit.model.build import build_model, count_parameters
+from omnikit.model.checkpoints import (
     check_run_dir,
     is_done,
     last_lightning_checkpoint,
@@ -47,23 +47,13 @@ from omnikit.training.checkpoints import (
     stage_dir,
     write_run_record,
 )
-from omnikit.training.data import (
-    BatchConfig,
-    StageData,
-    codec_fit_audio,
-    ensure_cmvn,
-    open_source,
-    stage_cuts,
-    write_json,
-)
+from omnikit.training.data import StageData, codec_fit_audio, ensure_cmvn, stage_cuts, write_json
+from omnikit.training.dry_run import dry_run_report
 from omnikit.training.freezing import apply_trainable, select_trainable
-from omnikit.training.module import ObjectiveSpec, OptimConfig, StageModule
+from omnikit.training.module import StageModule
+from omnikit.training.stages import StageError, build_objectives, check_schedule, frozen_slots, stage_config
 
 log = logging.getLogger("omnikit.training")
-
-
-class StageError(RuntimeError):
-    """A stage cannot run or finished wrongly (one clear line for the CLI)."""
 
 
 class StageInterrupted(KeyboardInterrupt):
@@ -121,59 +111,7 @@ def interruptible(trainer: L.Trainer, stage: str, run_dir: Path, fn: Callable[..
             signal.signal(signal.SIGINT, handler)
 
 
-@dataclass
-class TrainerConfig:
-    """Stage option ``trainer`` (passed to ``lightning.Trainer``; strategies scale out unchanged)."""
-
-    max_steps: int = 1000
-    precision: str = "32-true"  # bf16-mixed on GPUs that support it
-    accumulate_grad_batches: int = 1
-    gradient_clip_val: float | None = None
-    val_check_interval: int | None = None  # training batches between validations; None = only at the end
-    limit_val_batches: int | float = 1.0
-    log_every_n_steps: int = 50
-    strategy: str = "auto"  # ddp, fsdp, deepspeed_stage_2, ...
-    devices: Any = "auto"
-    num_nodes: int = 1
-    accelerator: str = "auto"
-    checkpoint_every_n_steps: int = 200  # Lightning checkpoints for resuming
-    keep_lightning_checkpoint: bool = False  # keep stages/<stage>/lightning after the stage finishes
-    validate_start_end: bool = True  # validate before the first and after the last step (done.json: val_loss_*)
-    enable_progress_bar: bool = True
-
-    @classmethod
-    def from_mapping(cls, d: dict[str, Any] | None) -> TrainerConfig:
-        unknown = set(d or {}) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"trainer: unknown keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**(d or {}))
-
-
 # ---------------------------------------------------------------------------------------------- helpers
-def stage_config(cfg: DictConfig, name: str) -> dict[str, Any]:
-    if name not in (cfg.get("stages") or {}):
-        raise StageError(f"no stage '{name}' under `stages` (stages: {', '.join(cfg.get('stages') or {})})")
-    return OmegaConf.to_container(cfg.stages[name], resolve=True) or {}
-
-
-def build_objectives(spec: dict[str, Any] | None) -> list[ObjectiveSpec]:
-    out = []
-    for name, value in (spec or {}).items():
-        if isinstance(value, dict):
-            weight, args = float(value.get("weight", 1.0)), value.get("args") or {}
-        else:
-            weight, args = float(value), {}
-        out.append(ObjectiveSpec(name, weight, get_registry("objective").build(name, args)))
-    if not out:
-        raise StageError("a stage needs at least one objective")
-    return out
-
-
-def frozen_slots(cfg: DictConfig) -> list[str]:
-    model = cfg.get("model") or {}
-    return [s for s in model if model[s] is not None and model[s].get("trainable", True) is False]
-
-
 def frozen_digest(model: torch.nn.ModuleDict) -> dict[str, str]:
     """Per slot, a digest of the parameters that do not train (the LLM's is its own fingerprint)."""
     out = {}
@@ -278,9 +216,9 @@ def run_stage(cfg: DictConfig, run_dir: Path, name: str) -> dict[str, Any]:
     L.seed_everything(seed, workers=True, verbose=False)
     objectives = build_objectives(stage.get("objectives"))
     needs = set().union(*(set(getattr(o.objective, "inputs", ("feats",))) for o in objectives))
-    trainer_cfg = TrainerConfig.from_mapping(stage.get("trainer"))
-    batch_cfg = BatchConfig.from_mapping(stage.get("batch"))
-    optim_cfg = OptimConfig.from_mapping(stage.get("optim"))
+    trainer_cfg = TrainerConfig.from_mapping(stage.get("trainer"), f"stages.{name}.trainer")
+    batch_cfg = BatchConfig.from_mapping(stage.get("batch"), f"stages.{name}.batch")
+    optim_cfg = OptimConfig.from_mapping(stage.get("optim"), f"stages.{name}.optim")
 
     model = build_model(cfg)
     if getattr(model["llm"] if "llm" in model else None, "is_meta", False):
@@ -413,34 +351,19 @@ def finish_stage(cfg: DictConfig, run_dir: Path, name: str, model: torch.nn.Modu
 
 
 # ---------------------------------------------------------------------------------------------- recipe
-def check_schedule(cfg: DictConfig, stages: list[str]) -> None:
-    """``init: stage:<x>`` must name a stage that runs earlier in the schedule."""
-    schedule = list(cfg.get("schedule") or [])
-    problems = []
-    for name in stages:
-        for slot, spec in (stage_config(cfg, name).get("init") or {}).items():
-            if isinstance(spec, str) and spec.startswith(STAGE_PREFIX):
-                src = spec[len(STAGE_PREFIX):]
-                if src not in schedule or (name in schedule and schedule.index(src) >= schedule.index(name)):
-                    problems.append(f"stages.{name}.init.{slot}: '{src}' is not an earlier stage of the schedule")
-    if problems:
-        raise StageError("; ".join(problems))
-
-
 def run_recipe(cfg: DictConfig, run_dir: Path, stage: str | None = None, dry_run: bool = False,
                verbose: bool = False) -> None:
     """Train the recipe's schedule (or one ``stage``) into ``run_dir``; ``dry_run`` builds on the meta device and
     prints the parameter table instead. A run directory whose stages were trained with a different model is
     refused (``RunDirConflict``); ``run.json`` records where the run lives and its model. ``verbose`` keeps
-    Lightning's own console output."""
+    Lightning's own console output. Training only: ``omnikit run`` evaluates afterwards when the recipe has an
+    ``eval`` section (the evaluation sits above training, not inside it)."""
     schedule = list(cfg.get("schedule") or [])
     if stage is not None and stage not in schedule:
         raise StageError(f"stage '{stage}' is not in the schedule ({', '.join(schedule)})")
     stages = [stage] if stage else schedule
     check_schedule(cfg, schedule)
     if dry_run:
-        from omnikit.training.dry_run import dry_run_report
-
         print(dry_run_report(cfg, schedule))
         return
     check_run_dir(cfg, Path(run_dir))
@@ -448,9 +371,3 @@ def run_recipe(cfg: DictConfig, run_dir: Path, stage: str | None = None, dry_run
     with lightning_output(verbose):
         for name in stages:
             run_stage(cfg, Path(run_dir), name)
-    if stage is None and cfg.get("eval") is not None:
-        # a recipe with an `eval` section ends with its report (and demo), as the quickstart does
-        from omnikit.evaluation.report import evaluate_run
-
-        evaluate_run(Path(run_dir))
-        print(f"report: {Path(run_dir) / 'eval' / 'report.md'}")

@@ -50,7 +50,7 @@ from omnikit.data.world.opendomain import (
 )
 from omnikit.data.world.splits import SPLITS, rng_for, split_of
 from omnikit.data.world.voices import DEFAULT_VOICES, speak, split_voices
-from omnikit.registry import param
+from omnikit.registry import get_registry, param
 
 PARTS = [f"{g}_{s}" for g in ("asr", "dialogue", "duplex") for s in SPLITS] + ["tts_train", "tts_dev"]
 FORMAT_VERSION = 1
@@ -118,9 +118,8 @@ class LLMAnswerer:
 
     def _load(self) -> Any:
         if self._llm is None:
-            from omnikit.components.llms.hf_causal_lm import HFCausalLM
-
-            self._llm = HFCausalLM(HFCausalLM.config_class(model=self.model, device="cpu"))
+            # the llm plugin, built by name through its registry: data never imports components
+            self._llm = get_registry("llm").build("hf_causal_lm", {"model": self.model, "device": "cpu"})
         return self._llm
 
     def __call__(self, question: str) -> str:

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from omnikit.training.build import TRAINING_SLOTS
+from omnikit.model.build import WEIGHT_SLOTS
 
 STAGE_PREFIX = "stage:"
 WEIGHTS = "trained.safetensors"
@@ -146,7 +146,7 @@ def model_spec(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     if isinstance(model, DictConfig):
         model = OmegaConf.to_container(model, resolve=True)
     spec: dict[str, Any] = {}
-    for slot in TRAINING_SLOTS:  # the weight slots (duplex_policy and vad shape no weights)
+    for slot in WEIGHT_SLOTS:  # the weight slots (duplex_policy and vad shape no weights)
         node = (model or {}).get(slot)
         if not isinstance(node, dict):
             continue

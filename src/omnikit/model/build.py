@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from omnikit.interfaces import FEATURE_DIM
 from omnikit.registry import get_registry
 
-TRAINING_SLOTS = ("codec", "llm", "encoder", "adapter", "speech_decoder")
+WEIGHT_SLOTS = ("codec", "llm", "encoder", "adapter", "speech_decoder")
 """Slots that hold weights, in build order (a slot's build context needs the ones before it).
 ``duplex_policy`` and ``vad`` are inference-only and are not built for training."""
 
@@ -53,7 +53,7 @@ def build_model(cfg: DictConfig, device: str | torch.device = "cpu") -> torch.nn
     built: dict[str, torch.nn.Module] = {}
     with_weights: list[str] = []
     meta = str(device) == "meta"
-    for slot in TRAINING_SLOTS:
+    for slot in WEIGHT_SLOTS:
         node = model_cfg.get(slot)
         if node is None:
             continue
