@@ -167,3 +167,12 @@ def test_state_dict_round_trips_through_safetensors(fitted, tmp_path):
 def test_rejects_unknown_vocoder():
     with pytest.raises(ValueError, match="vocoder"):
         small_codec(vocoder="hifigan")
+
+
+def test_decode_of_a_single_token_does_not_crash():
+    """A streaming tail can be one token: shorter than Griffin-Lim's STFT window."""
+    from omnikit.components.codecs.mel_vq import MelVQCodec, MelVQConfig
+
+    codec = MelVQCodec(MelVQConfig(codebook_size=8, vocoder="griffin_lim")).eval()
+    wav = codec.decode(torch.tensor([[3]]))
+    assert wav.shape == (1, codec.samples_per_token) and torch.isfinite(wav).all()

@@ -190,7 +190,13 @@ class MelVQCodec(nn.Module):
     @torch.no_grad()
     def decode_log_mel(self, log_mel: Tensor) -> Tensor:
         """(B, n_mels, T) log-mel -> (B, T * hop) waveform by inverse mel + Griffin-Lim (reference path)."""
-        return self._griffin_lim(self.inverse_mel_magnitude(log_mel), log_mel.shape[-1] * self.config.hop)
+        t, hop = log_mel.shape[-1], self.config.hop
+        # a centred STFT reflect-pads n_fft / 2 samples: a window this short (a streaming tail of one token) is
+        # padded with its last frame and the waveform trimmed back
+        short = -(-self.config.n_fft // hop) + 1 - t
+        if short > 0:
+            log_mel = torch.cat([log_mel, log_mel[..., -1:].expand(*log_mel.shape[:-1], short)], dim=-1)
+        return self._griffin_lim(self.inverse_mel_magnitude(log_mel), log_mel.shape[-1] * hop)[..., : t * hop]
 
     @torch.no_grad()
     def decode(self, tokens: Tensor) -> Tensor:
