@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from omnikit.components.speech_decoders.layers import yield_in_chunks
 from omnikit.registry import param
 
 
@@ -123,15 +124,4 @@ class CascadeTTSSpeechDecoder(nn.Module):
             )
         t0 = time.perf_counter()
         tokens = self.tokens_for(text, codec)[:max_tokens] if text.strip() else torch.zeros(0, dtype=torch.long)
-        t_prefill = time.perf_counter()
-        if timings is not None:
-            timings["prefill_s"] = t_prefill - t0
-        start, size = 0, first_chunk
-        while start < tokens.numel():
-            if start == 0 and timings is not None:
-                timings["first_chunk_s"] = time.perf_counter() - t_prefill
-            yield tokens[start : start + size]
-            start, size = start + size, chunk
-        if timings is not None:
-            timings["total_s"] = time.perf_counter() - t0
-            timings["tokens"] = float(tokens.numel())
+        yield from yield_in_chunks(tokens, first_chunk, chunk, t0, time.perf_counter(), timings)

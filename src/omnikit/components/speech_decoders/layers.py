@@ -9,6 +9,9 @@ attention (spec §4.4, implementation warning).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -186,3 +189,21 @@ def no_empty_rows(mask: Tensor) -> Tensor:
     """Let fully masked query rows (padding) attend everywhere so SDPA yields no NaN; their outputs are
     never read by valid positions."""
     return mask | ~mask.any(dim=-1, keepdim=True)
+
+
+def yield_in_chunks(tokens: Tensor, first_chunk: int, chunk: int, t0: float, t_prefill: float,
+                    timings: dict[str, float] | None) -> Iterator[Tensor]:
+    """Stream a whole segment's codec tokens as ``first_chunk``, then ``chunk``-sized pieces (decoders that
+    predict the segment in one pass), filling ``timings`` (``prefill_s``, ``first_chunk_s``, ``total_s``,
+    ``tokens``) as the autoregressive decoder does."""
+    if timings is not None:
+        timings["prefill_s"] = t_prefill - t0
+    start, size = 0, first_chunk
+    while start < tokens.numel():
+        if start == 0 and timings is not None:
+            timings["first_chunk_s"] = time.perf_counter() - t_prefill
+        yield tokens[start : start + size]
+        start, size = start + size, chunk
+    if timings is not None:
+        timings["total_s"] = time.perf_counter() - t0
+        timings["tokens"] = float(tokens.numel())

@@ -36,6 +36,7 @@ from omnikit.components.speech_decoders.layers import (
     RotaryEmbedding,
     no_empty_rows,
     padding_mask,
+    yield_in_chunks,
 )
 from omnikit.registry import param
 
@@ -318,16 +319,5 @@ class NARDurationSpeechDecoder(nn.Module):
         else:
             tokens = logits.argmax(-1)
         tokens = tokens.long().cpu()
-        t_prefill = time.perf_counter()
-        if timings is not None:
-            timings["prefill_s"] = t_prefill - t0
-        start, size = 0, first_chunk
-        while start < tokens.numel():
-            if start == 0 and timings is not None:
-                timings["first_chunk_s"] = time.perf_counter() - t_prefill
-            yield tokens[start : start + size]
-            start, size = start + size, chunk
-        if timings is not None:
-            timings["total_s"] = time.perf_counter() - t0
-            timings["tokens"] = float(tokens.numel())
+        yield from yield_in_chunks(tokens, first_chunk, chunk, t0, time.perf_counter(), timings)
 
