@@ -50,6 +50,16 @@ class FakeEncoder:
 
     def __init__(self, config, input_dim=80):
         self.config, self.input_dim = config, input_dim
+        self.output_dim, self.ctc_vocab_size = config.dim, config.vocab
+
+    def forward(self, feats, lens):
+        raise NotImplementedError
+
+    def init_state(self):
+        return None
+
+    def forward_chunk(self, feats, state):
+        raise NotImplementedError
 
 
 @dataclass
@@ -64,6 +74,15 @@ class FakeAdapter:
 
     def __init__(self, config, in_dim=0, out_dim=0):
         self.config = config
+
+    def forward(self, x, lens):
+        raise NotImplementedError
+
+    def init_state(self):
+        return None
+
+    def forward_chunk(self, x, state):
+        raise NotImplementedError
 '''
 
 

@@ -22,12 +22,20 @@ dataset            none
 
 The Protocols below say what each kind provides. Streaming state is always an explicit value owned by the
 caller (a session), never an attribute of the module: that is what lets one model serve many users.
+
+A Protocol declares the members omnikit's code calls; the registry checks every built component against its
+kind's Protocol (:func:`contract_gaps`, listed in :data:`KIND_PROTOCOLS`) and refuses one that lacks a member.
+Hooks that the code reads only when present (``getattr``/``hasattr``) are not Protocol members: each Protocol's
+docstring describes them and :data:`OPTIONAL_MEMBERS` names them. ``omnikit.testing`` checks behaviour
+(shapes, streaming equals offline, explicit state, state-dict round trips) on top of this.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import inspect
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -52,6 +60,13 @@ class EncoderOutput:
 
 @runtime_checkable
 class Encoder(Protocol):
+    """Fbank features -> frames at the encoder rate (+ CTC logits), full-utterance and chunk by chunk.
+
+    Optional members (:data:`OPTIONAL_MEMBERS`): ``ctc_head``, a module from ``output_dim`` to CTC logits (the
+    ``ctc_connector`` adapter reads it); ``cmvn``, a module with ``load_(stats)`` that the training runner fills
+    with the global CMVN statistics of the training data.
+    """
+
     output_dim: int
     ctc_vocab_size: int  # 0 when there is no CTC head
 
@@ -67,18 +82,30 @@ class Encoder(Protocol):
 
 @runtime_checkable
 class Adapter(Protocol):
+    """Encoder frames -> LLM-width embeddings, full-sequence and chunk by chunk."""
+
     def forward(self, x: Tensor, lens: Tensor) -> tuple[Tensor, Tensor]:
         """(B, T, in_dim), (B,) -> (B, T'', out_dim), (B,)."""
 
-    def init_state(self) -> Any: ...
+    def init_state(self) -> Any:
+        """A fresh streaming state (the frames a chunk boundary leaves pending)."""
 
     def forward_chunk(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
-        """One streaming chunk. A chunk may give no embedding (``t'' = 0``): a CTC connector emits only when a
+        """One streaming chunk ``(1, t, in_dim)`` -> ``(1, t'', out_dim)`` and the new state. A chunk may give no embedding (``t'' = 0``): a CTC connector emits only when a
         word closes; the session then re-reads the LLM state at its newest position."""
 
 
 @runtime_checkable
 class Codec(Protocol):
+    """Waveform <-> one stream of discrete tokens, with a streaming decoder.
+
+    Optional members (:data:`OPTIONAL_MEMBERS`), needed only when a stage trains the codec:
+    ``reconstruction_loss(wav: Tensor (B, samples)) -> dict[str, Tensor]``, training losses for a batch of audio
+    (``{"loss": ..., <parts>...}``, read by the ``codec_reconstruction`` objective), and
+    ``fit_from_data(wavs: Iterable[Tensor]) -> None``, a non-gradient initialisation (e.g. a k-means codebook)
+    that the runner calls before gradient training when the stage trains the codec whole.
+    """
+
     sample_rate: int
     frame_rate: float  # tokens per second
     codebook_size: int
@@ -90,17 +117,18 @@ class Codec(Protocol):
         """(B, N) long -> (B, samples) float."""
 
     def streaming_decoder(self, first_chunk: int = 20, chunk: int = 40, context: int = 10) -> Any:
-        """An object with ``push(tokens: Tensor (N,)) -> Tensor pcm`` and ``flush() -> Tensor pcm``."""
-
-    def reconstruction_loss(self, wav: Tensor) -> dict[str, Tensor]:
-        """Training losses for a batch of audio (B, samples); ``{"loss": ..., <parts>...}``."""
-
-    def fit_from_data(self, wavs: Iterable[Tensor]) -> None:
-        """Optional non-gradient initialisation (e.g. k-means codebook) before gradient training."""
+        """A new per-stream decoder: ``push(tokens: Tensor (N,)) -> Tensor pcm`` and ``flush() -> Tensor pcm``
+        (the rest, and a reset). All streaming state lives in it; concatenated, its output is ``decode``'s."""
 
 
 @runtime_checkable
 class SpeechDecoder(Protocol):
+    """LLM text embeddings (+ hidden states) of one text segment -> codec tokens.
+
+    Optional member (:data:`OPTIONAL_MEMBERS`): ``accepts_token_weights``, true when ``forward`` takes a
+    ``token_weights`` keyword (the ``cached_codec_token_ce`` objective then passes per-token loss weights).
+    """
+
     def forward(
         self,
         text_emb: Tensor,
@@ -115,7 +143,9 @@ class SpeechDecoder(Protocol):
         Returns ``{"loss": ..., "acc": ...}``."""
 
     def generate(self, text_emb: Tensor, hidden: Tensor | None, **sampling: Any) -> Iterator[Tensor]:
-        """Yield codec-token chunks (1-D long tensors) for one segment, until EOS."""
+        """Yield codec-token chunks (1-D long tensors) for one segment, until EOS. The session passes
+        ``top_k``, ``repetition_penalty``, ``max_tokens``, ``first_chunk``, ``chunk``, ``generator``, ``timings``
+        (a dict to fill), ``text`` and ``codec`` as keywords; accept ``**kwargs`` for those you ignore."""
 
 
 class LLM(Protocol):
@@ -201,18 +231,137 @@ class LLM(Protocol):
         ``n_target_tokens`` (see ``hf_causal_lm.LLMTrainOutput``)."""
 
 
+@runtime_checkable
 class VAD(Protocol):
+    """Streaming speech probability, one window at a time.
+
+    Optional member (:data:`OPTIONAL_MEMBERS`): ``threshold``, the probability at which a window counts as
+    speech (the speech tracker's default when its own ``threshold`` is unset; 0.5 otherwise).
+    """
+
     sample_rate: int
     window: int  # samples per decision
 
-    def init_state(self) -> Any: ...
+    def init_state(self) -> Any:
+        """A fresh per-stream state."""
 
     def speech_prob(self, pcm: Tensor, state: Any) -> tuple[float, Any]:
-        """Speech probability of one window of ``window`` samples."""
+        """Speech probability of one window of ``window`` samples, and the next state (the input state is
+        left as it was)."""
 
 
+@runtime_checkable
+class DuplexPolicy(Protocol):
+    """Per chunk of an open user turn: keep listening, respond, or drop the turn (see
+    ``omnikit.components.duplex.base`` for ``Decision`` and ``TurnState``)."""
+
+    def init_state(self) -> Any:
+        """A fresh per-turn state (a ``TurnState``), owned by the session."""
+
+    def on_chunk(self, state: Any, *, is_speech: bool, state_probs: Tensor | None, chunk_ms: float) -> Any:
+        """Update ``state`` with one chunk and return a ``Decision`` (listen, respond or ignore); a terminal
+        decision resets ``state`` in place for the next turn."""
+
+
+@runtime_checkable
 class Objective(Protocol):
-    """A loss over a batch. ``model`` is the ``torch.nn.ModuleDict`` of built slots."""
+    """A loss over a batch. ``model`` is the ``torch.nn.ModuleDict`` of built slots.
+
+    Optional member (:data:`OPTIONAL_MEMBERS`): ``inputs``, the batch fields the objective needs (default
+    ``("feats",)``), which tell the runner what to compute for the batch.
+    """
 
     def __call__(self, model: torch.nn.ModuleDict, batch: dict[str, Any]) -> dict[str, Tensor]:
         """Return ``{"loss": scalar, <metric>: scalar, ...}``."""
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """A data source: prepares its files under a folder, then hands out lhotse ``CutSet``s by part name.
+
+    Optional member (:data:`OPTIONAL_MEMBERS`): ``parts``, the part names it provides (evaluation picks its
+    parts from them).
+    """
+
+    def prepare(self, root: Path) -> None:
+        """Build or check the data under ``root`` (idempotent: a finished preparation is not redone)."""
+
+    def cuts(self, part: str, root: Path) -> Any:
+        """The lhotse ``CutSet`` of one part (``"train"``, ``"dev"``, ...)."""
+
+
+KIND_PROTOCOLS: dict[str, type] = {
+    "encoder": Encoder,
+    "adapter": Adapter,
+    "llm": LLM,
+    "speech_decoder": SpeechDecoder,
+    "codec": Codec,
+    "duplex_policy": DuplexPolicy,
+    "vad": VAD,
+    "objective": Objective,
+    "dataset": Dataset,
+}
+"""Plugin kind -> the Protocol its components are checked against when the registry builds them."""
+
+OPTIONAL_MEMBERS: dict[str, tuple[str, ...]] = {
+    "encoder": ("ctc_head", "cmvn"),
+    "adapter": (),
+    "llm": (),
+    "speech_decoder": ("accepts_token_weights",),
+    "codec": ("reconstruction_loss", "fit_from_data"),
+    "duplex_policy": (),
+    "vad": ("threshold",),
+    "objective": ("inputs",),
+    "dataset": ("parts",),
+}
+"""Plugin kind -> members the code uses only when present (described in each Protocol's docstring)."""
+
+_OPTIONAL_METHODS = frozenset({"reconstruction_loss", "fit_from_data"})
+
+
+def protocol_members(proto: type) -> tuple[list[str], list[str]]:
+    """``(attributes, methods)`` a Protocol declares: annotated names, and its functions and properties
+    (properties count as attributes; ``__call__`` as a method)."""
+    attrs = list(getattr(proto, "__annotations__", {}))
+    methods = []
+    for name, value in vars(proto).items():
+        if isinstance(value, property):
+            attrs.append(name)
+        elif callable(value) and (not name.startswith("_") or name == "__call__"):
+            methods.append(name)
+    return attrs, methods
+
+
+def _lookup(obj: Any, name: str) -> tuple[bool, Any]:
+    """``(present, value)`` without running properties (a meta-device build must not compute them)."""
+    try:
+        value = inspect.getattr_static(obj, name)
+    except AttributeError:
+        try:  # attributes served by __getattr__ (an nn.Module's submodules, parameters and buffers)
+            value = getattr(obj, name)
+        except Exception:  # noqa: BLE001 - any failure means the member is not there
+            return False, None
+    if isinstance(value, property):
+        return True, None
+    return True, getattr(obj, name) if callable(value) else value
+
+
+def contract_gaps(obj: Any, kind: str) -> list[str]:
+    """What ``obj`` lacks of the ``kind`` contract: ``"name"`` for a missing member, ``"name (not callable)"``
+    for a declared method (or a present optional method) that is not callable. Empty when it conforms."""
+    attrs, methods = protocol_members(KIND_PROTOCOLS[kind])
+    gaps = []
+    for name in attrs:
+        if not _lookup(obj, name)[0]:
+            gaps.append(name)
+    for name in methods:
+        present, value = _lookup(obj, name)
+        if not present:
+            gaps.append(name)
+        elif not callable(value):
+            gaps.append(f"{name} (not callable)")
+    for name in OPTIONAL_MEMBERS[kind]:
+        present, value = _lookup(obj, name)
+        if present and name in _OPTIONAL_METHODS and not callable(value):
+            gaps.append(f"{name} (not callable)")
+    return gaps

@@ -9,7 +9,9 @@ import pytest
 from omnikit.registry import (
     AUTOLOAD_ENV,
     DuplicatePluginError,
+    PluginContractError,
     PluginImportError,
+    RegistryError,
     UnknownComponentError,
     get_registry,
 )
@@ -63,3 +65,55 @@ def test_autoload_switch_hides_third_party(fake_plugins, monkeypatch):
 def test_unknown_kind_is_rejected():
     with pytest.raises(ValueError, match="unknown plugin kind"):
         get_registry("vocoder")
+
+
+HALF_CODEC = '''
+from dataclasses import dataclass
+
+
+@dataclass
+class HalfCodecConfig:
+    rate: int = 8000
+
+
+class HalfCodec:
+    """A codec that forgot half its contract."""
+
+    config_class = HalfCodecConfig
+    streaming_decoder = None  # an attribute where a method belongs
+
+    def __init__(self, config):
+        self.sample_rate, self.frame_rate = config.rate, 100.0
+
+    def encode(self, wav):
+        return wav
+'''
+
+
+def test_build_refuses_a_component_missing_contract_members(fake_plugins):
+    (fake_plugins.dir / "acme_half_codec.py").write_text(HALF_CODEC)
+    fake_plugins("omnikit.codecs", "half", "acme_half_codec:HalfCodec", dist="acme-codecs", version="0.3")
+    with pytest.raises(PluginContractError) as err:
+        get_registry("codec").build("half", {"rate": 16000})
+    msg = str(err.value)
+    assert msg.startswith("codec 'half' from distribution 'acme-codecs 0.3' (acme_half_codec:HalfCodec)")
+    assert "omnikit.interfaces.Codec" in msg
+    assert "missing codebook_size, decode, streaming_decoder (not callable)" in msg
+    assert "encode" not in msg.split("missing", 1)[1] and "reconstruction_loss" not in msg  # optional hook
+    assert isinstance(err.value, RegistryError)
+    sys.modules.pop("acme_half_codec", None)
+
+
+def test_build_refuses_an_optional_hook_that_is_not_callable(fake_plugins):
+    (fake_plugins.dir / "acme_bad_hook.py").write_text(
+        HALF_CODEC.replace("streaming_decoder = None", "fit_from_data = 3\n    codebook_size = 4\n"
+                           "    decode = streaming_decoder = staticmethod(lambda *a, **k: None)"))
+    fake_plugins("omnikit.codecs", "hooked", "acme_bad_hook:HalfCodec", dist="acme-codecs")
+    with pytest.raises(PluginContractError, match=r"missing fit_from_data \(not callable\)$"):
+        get_registry("codec").build("hooked")
+    sys.modules.pop("acme_bad_hook", None)
+
+
+def test_fake_components_meet_their_contracts(fake_plugins):
+    """The shared fakes are conforming components (other tests build them through the registry)."""
+    assert get_registry("adapter").build("fake_adapter", {}, in_dim=4, out_dim=4)

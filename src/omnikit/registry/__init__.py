@@ -11,6 +11,7 @@ from omnikit.registry.catalog import (
 )
 from omnikit.registry.errors import (
     DuplicatePluginError,
+    PluginContractError,
     PluginImportError,
     RegistryError,
     UnknownComponentError,
@@ -22,6 +23,7 @@ __all__ = [
     "AUTOLOAD_ENV",
     "KINDS",
     "DuplicatePluginError",
+    "PluginContractError",
     "PluginEntry",
     "PluginImportError",
     "Registry",

@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from omnikit.registry.errors import DuplicatePluginError, PluginImportError, UnknownComponentError
+from omnikit.registry.errors import (
+    DuplicatePluginError,
+    PluginContractError,
+    PluginImportError,
+    UnknownComponentError,
+)
 from omnikit.registry.fields import config_from_mapping, near
 
 KINDS: dict[str, str] = {
@@ -158,9 +163,24 @@ class Registry:
         return config_from_mapping(self.get(name).config_class, args, f"{self.kind} '{name}' args")
 
     def build(self, name: str, args: Mapping[str, Any] | None = None, **context: Any) -> Any:
-        """Instantiate ``name`` as ``cls(config, **context)``."""
+        """Instantiate ``name`` as ``cls(config, **context)`` and check it against its kind's Protocol."""
         cls = self.get(name)
-        return cls(self.make_config(name, args), **context)
+        component = cls(self.make_config(name, args), **context)
+        self.check_contract(name, component)
+        return component
+
+    def check_contract(self, name: str, component: Any) -> None:
+        """Raise ``PluginContractError`` when ``component`` lacks a member of this kind's Protocol (every
+        declared attribute present, every declared method callable; see ``omnikit.interfaces``)."""
+        from omnikit.interfaces import KIND_PROTOCOLS, contract_gaps  # imports torch: only when building
+
+        gaps = contract_gaps(component, self.kind)
+        if gaps:
+            entry, protocol = self.entry(name), KIND_PROTOCOLS[self.kind].__name__
+            raise PluginContractError(
+                f"{self.kind} '{name}' from distribution '{entry.distribution} {entry.version}' ({entry.value}) "
+                f"does not meet the {self.kind} contract (omnikit.interfaces.{protocol}): missing {', '.join(gaps)}"
+            )
 
 
 _registries: dict[str, Registry] = {}

@@ -25,6 +25,11 @@ class PluginImportError(RegistryError):
     """A plugin's module failed to import (raised only when a recipe uses it)."""
 
 
+class PluginContractError(RegistryError, TypeError):
+    """A built component lacks members of its kind's Protocol (``omnikit.interfaces``); the message names the
+    component, its kind, the distribution that provides it and the missing members."""
+
+
 class UnknownKeysError(TypeError, ValueError):
     """Keys of a mapping that its config dataclass lacks (``config_from_mapping``). Both a ``TypeError`` (an
     unexpected keyword argument) and a ``ValueError`` (a bad recipe value), as its callers raised before."""

@@ -12,16 +12,16 @@ returns a terminal decision), with what is known about that chunk:
 
 It returns a :class:`Decision`. ``LISTEN`` keeps the turn open; ``RESPOND`` and ``IGNORE`` end it, and the
 policy resets its :class:`TurnState` in place, ready for the next turn. The state is owned by the caller and
-mutated in place; the policy object holds only configuration, so one policy serves many sessions.
+mutated in place; the policy object holds only configuration, so one policy serves many sessions. The contract
+itself is ``omnikit.interfaces.DuplexPolicy`` (re-exported here).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
 
-from torch import Tensor
+from omnikit.interfaces import DuplexPolicy
 
 
 class Decision(StrEnum):
@@ -60,10 +60,4 @@ class TurnState:
         self.heard_ms = self.speech_ms = self.silence_ms = 0.0
 
 
-class DuplexPolicy(Protocol):
-    def init_state(self) -> TurnState: ...
-
-    def on_chunk(
-        self, state: TurnState, *, is_speech: bool, state_probs: Tensor | None, chunk_ms: float
-    ) -> Decision:
-        """Update ``state`` with one chunk of the open turn and decide; a terminal decision resets it."""
+__all__ = ["Decision", "DuplexPolicy", "TurnState"]
