@@ -3,6 +3,8 @@ import math
 import torch
 from omnikit_plugin_template.noise_floor_vad import NoiseFloorVAD, NoiseFloorVADConfig
 
+from omnikit.testing import check_vad
+
 
 def run(vad: NoiseFloorVAD, wav: torch.Tensor) -> list[float]:
     state, probs = vad.init_state(), []
@@ -33,3 +35,10 @@ def test_floor_adapts_to_louder_noise():
     probs = run(vad, wav)
     assert probs[40] > 0.5  # the sudden jump looks like speech at first ...
     assert probs[-1] < 0.5  # ... but a steady louder background is learnt as the new floor
+
+
+def test_conforms_to_the_vad_contract():
+    """omnikit's conformance kit: the VAD contract's members, probabilities in [0, 1], and state that is a value
+    (interleaved streams and a reused state give what a lone stream gives)."""
+    check_vad(NoiseFloorVAD(NoiseFloorVADConfig()))
+    check_vad(NoiseFloorVAD(NoiseFloorVADConfig(sample_rate=8000, window=256, initial_floor_db=-60.0)))
