@@ -4,6 +4,10 @@ With a CTC connector the frozen LLM reads the user's words as its own tokens, so
 training time are the LLM's last-layer states over the *transcript*, tokenised as the connector does. They do not
 depend on anything that trains, so each text's states are computed once (no gradient) and cached for the whole
 stage, keyed by the LLM fingerprint and the token ids; every later step is a linear head on cached vectors.
+
+At inference the LLM reads what the connector *hears*, errors included, not the transcript. ``text: heard`` (or
+``both``) trains on that too: the trained encoder (eval mode, frozen in this stage) greedy-decodes each cut's
+audio once, the connector tokenises it, and its states are cached like a transcript's.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from omnikit.components.adapters.ctc_connector import CTCConnector
+from omnikit.components.objectives._speech import encode_speech
 from omnikit.data.char_vocab import CharVocab
 from omnikit.interfaces import STATES
 from omnikit.registry import param
@@ -27,6 +32,12 @@ QUESTION_KINDS = ("fact", "open")
 @dataclass
 class CachedStateCEConfig:
     class_weights: list[float] | None = param(None, "Per-state loss weights (listen, respond, ignore); None = equal.")
+    text: str = param("transcript", "What the LLM reads in training: 'transcript' (the written text), 'heard' (the "
+                                    "trained encoder's greedy CTC text of the audio, as the connector hears it at "
+                                    "inference), or 'both' (each turn twice).")
+
+
+TEXT_SOURCES = ("transcript", "heard", "both")
 
 
 class CachedStateCEObjective:
@@ -41,18 +52,36 @@ class CachedStateCEObjective:
     """
 
     config_class = CachedStateCEConfig
-    inputs: tuple[str, ...] = ()  # text only: no audio is loaded
 
     def __init__(self, config: CachedStateCEConfig, **_: Any):
+        if config.text not in TEXT_SOURCES:
+            raise ValueError(f"cached_state_ce: text must be one of {TEXT_SOURCES}, got {config.text!r}")
         self.config = config
+        # 'transcript' needs no audio; the heard text needs the batch's features once per cut
+        self.inputs: tuple[str, ...] = () if config.text == "transcript" else ("feats",)
         self.vocab = CharVocab()
+        self._heard: dict[str, list[str]] = {}
         self._states: dict[tuple, Tensor] = {}
         self._fingerprint: str | None = None
         self._prefix: Tensor | None = None
 
-    def _turn_ids(self, connector: CTCConnector, text: str) -> list[int]:
-        words = self.vocab.normalize(text).split()
-        return connector.token_ids(words) if words else []
+    @torch.no_grad()
+    def _heard_words(self, model: torch.nn.ModuleDict, batch: dict[str, Any]) -> list[list[str]]:
+        """The words the connector hears in each cut's audio (the encoder in eval mode; computed once per cut:
+        the encoder does not train in this stage)."""
+        ids = batch["cut_ids"]
+        if any(i not in self._heard for i in ids):
+            encoder = model["encoder"]
+            was_training = encoder.training
+            encoder.eval()
+            try:
+                enc = encode_speech(model, batch)
+                states = model["adapter"].read(enc.hidden, enc.lens)
+            finally:
+                encoder.train(was_training)
+            for i, st in zip(ids, states, strict=True):
+                self._heard[i] = list(st.words)
+        return [self._heard[i] for i in ids]
 
     @torch.no_grad()
     def _cached(self, llm: Any, id_lists: list[list[int]]) -> list[Tensor]:
@@ -81,9 +110,14 @@ class CachedStateCEObjective:
                              "must read transcripts as tokens, the way this objective caches them)")
         llm = model["llm"]
         kinds = batch.get("kind") or [None] * len(batch["text"])
+        turns: list[tuple[list[str], Any]] = []
+        if self.config.text in ("transcript", "both"):
+            turns += [(self.vocab.normalize(t).split(), k) for t, k in zip(batch["text"], kinds, strict=True)]
+        if self.config.text in ("heard", "both"):
+            turns += list(zip(self._heard_words(model, batch), kinds, strict=True))
         id_lists, ends = [], []
-        for text, kind in zip(batch["text"], kinds, strict=True):
-            ids = self._turn_ids(connector, text)
+        for words, kind in turns:
+            ids = connector.token_ids(words) if words else []
             if ids:
                 id_lists.append(ids)
                 ends.append(RESPOND if kind in QUESTION_KINDS else IGNORE)
