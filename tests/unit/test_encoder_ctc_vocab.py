@@ -1,8 +1,9 @@
-"""CharVocab for CTC heads: normalisation, encode/decode, greedy CTC decoding, edit distance."""
+"""CharVocab for CTC heads: normalisation, encode/decode, greedy CTC decoding; the error counts CER/WER use."""
 
 import torch
 
-from omnikit.data.char_vocab import CharVocab, edit_distance
+from omnikit.data.char_vocab import CharVocab
+from omnikit.evaluation.text_metrics import cer, char_errors, wer, word_errors
 
 
 def test_encode_normalises_and_roundtrips():
@@ -26,7 +27,10 @@ def test_greedy_decode_collapses_repeats_and_blanks():
     assert v.greedy_decode(logits, torch.tensor([8, 4])) == ["hii", "hi"]
 
 
-def test_edit_distance():
-    assert edit_distance("kitten", "sitting") == 3
-    assert edit_distance("", "abc") == 3
-    assert edit_distance("same words".split(), "same word".split()) == 1
+def test_error_counts():
+    assert char_errors("kitten", "sitting") == (3, 6)
+    assert char_errors("", "abc") == (3, 0)
+    assert word_errors("same words", "same word") == (1, 2)
+    assert word_errors("Hello, World!", "hello world") == (0, 2)  # normalised first
+    assert wer(["a b", "c"], ["a", "c d"]) == 2 / 3 and wer("a b", "a b") == 0.0
+    assert cer(["ab"], ["ab"]) == 0.0

@@ -67,14 +67,3 @@ class CharVocab:
             keep[1:] = seq[1:] != seq[:-1]
             texts.append(self.decode(seq[keep]).strip())
         return texts
-
-
-def edit_distance(ref: Sequence, hyp: Sequence) -> int:
-    """Levenshtein distance between two sequences (characters of strings, or word lists)."""
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i]
-        for j, h in enumerate(hyp, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h)))
-        prev = cur
-    return prev[-1]

@@ -6,12 +6,14 @@ speech and is unreliable on robotic voices (espeak-ng). ``pip install pocketsphi
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
+
+from omnikit.evaluation.text_metrics import normalize, wer, word_errors
+
+__all__ = ["JUDGE_RATE", "normalize", "transcribe", "wer", "word_errors"]
 
 JUDGE_RATE = 16_000
 """pocketsphinx's acoustic model rate (Hz); ``transcribe`` expects audio at this rate."""
@@ -40,39 +42,3 @@ def transcribe(wav16k: Any) -> str:
     dec.end_utt()
     hyp = dec.hyp()
     return normalize(hyp.hypstr) if hyp is not None else ""
-
-
-def normalize(text: str) -> str:
-    """Lower-case, drop punctuation (keeping in-word apostrophes), collapse spaces."""
-    text = text.lower().replace("-", " ")
-    text = re.sub(r"[^a-z0-9' ]+", " ", text)
-    return " ".join(w.strip("'") for w in text.split() if w.strip("'"))
-
-
-def _edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
-
-
-def word_errors(ref: str, hyp: str) -> tuple[int, int]:
-    """(edit distance in words, reference word count) after ``normalize``."""
-    r, h = normalize(ref).split(), normalize(hyp).split()
-    return _edit_distance(r, h), len(r)
-
-
-def wer(ref: str | Sequence[str], hyp: str | Sequence[str]) -> float:
-    """Word error rate of one pair of strings, or corpus WER (total errors / total words) of two lists."""
-    refs = [ref] if isinstance(ref, str) else list(ref)
-    hyps = [hyp] if isinstance(hyp, str) else list(hyp)
-    if len(refs) != len(hyps):
-        raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
-    errs = words = 0
-    for r, h in zip(refs, hyps, strict=True):
-        e, n = word_errors(r, h)
-        errs, words = errs + e, words + n
-    return errs / max(words, 1)

@@ -1,7 +1,7 @@
 """The ASR judges that score spoken answers, by name: ``whisper`` (default) and ``pocketsphinx``.
 
 Both are ``transcribe(wav16k) -> normalised text`` functions scored with the same WER
-(:func:`omnikit.evaluation.asr_judge.wer`). Whisper tiny.en reads every voice, robotic ones included;
+(:func:`omnikit.evaluation.text_metrics.wer`). Whisper tiny.en reads every voice, robotic ones included;
 pocketsphinx is reliable on natural voices only (about 78 % WER on espeak-ng).
 """
 

@@ -6,8 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from omnikit.evaluation.asr_judge import normalize
-from omnikit.evaluation.text_metrics import word_errors
+from omnikit.evaluation.text_metrics import normalize, word_errors
 
 
 def _number_words(text: str) -> str | None:

@@ -1,27 +1,48 @@
-"""Error rates of transcripts: character (CER) and word (WER) error rate, corpus-level and per group."""
+"""Error rates of transcripts: character (CER) and word (WER) error rate, corpus-level and per group.
+
+The one place omnikit counts transcript errors (every judge, eval and benchmark reads it); the edit distances
+are jiwer's, after omnikit's own ``normalize``.
+"""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 
-from omnikit.data.char_vocab import edit_distance
-from omnikit.evaluation.asr_judge import normalize
+import jiwer
+
+
+def normalize(text: str) -> str:
+    """Lower-case, drop punctuation (keeping in-word apostrophes), collapse spaces."""
+    text = text.lower().replace("-", " ")
+    text = re.sub(r"[^a-z0-9' ]+", " ", text)
+    return " ".join(w.strip("'") for w in text.split() if w.strip("'"))
+
+
+def _edits(out: jiwer.WordOutput | jiwer.CharacterOutput) -> int:
+    return out.substitutions + out.deletions + out.insertions
 
 
 def char_errors(ref: str, hyp: str) -> tuple[int, int]:
     """(character edit distance, reference length) after ``normalize`` (lower case, no punctuation)."""
     r, h = normalize(ref), normalize(hyp)
-    return edit_distance(r, h), len(r)
+    if not r:
+        return len(h), 0
+    return _edits(jiwer.process_characters(r, h)), len(r)
 
 
 def word_errors(ref: str, hyp: str) -> tuple[int, int]:
     """(word edit distance, reference word count) after ``normalize``."""
-    r, h = normalize(ref).split(), normalize(hyp).split()
-    return edit_distance(r, h), len(r)
+    r, h = normalize(ref), normalize(hyp)
+    if not r:
+        return len(h.split()), 0
+    return _edits(jiwer.process_words(r, h)), len(r.split())
 
 
-def _rate(refs: Sequence[str], hyps: Sequence[str], count) -> float:
+def _rate(refs: str | Sequence[str], hyps: str | Sequence[str], count) -> float:
+    refs = [refs] if isinstance(refs, str) else list(refs)
+    hyps = [hyps] if isinstance(hyps, str) else list(hyps)
     if len(refs) != len(hyps):
         raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
     errs = total = 0
@@ -31,13 +52,14 @@ def _rate(refs: Sequence[str], hyps: Sequence[str], count) -> float:
     return errs / max(total, 1)
 
 
-def cer(refs: Sequence[str], hyps: Sequence[str]) -> float:
-    """Corpus CER: total character errors / total reference characters (spaces count as characters)."""
+def cer(refs: str | Sequence[str], hyps: str | Sequence[str]) -> float:
+    """CER of one pair, or corpus CER of two lists: total character errors / total reference characters (spaces
+    count as characters)."""
     return _rate(refs, hyps, char_errors)
 
 
-def wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
-    """Corpus WER: total word errors / total reference words."""
+def wer(refs: str | Sequence[str], hyps: str | Sequence[str]) -> float:
+    """WER of one pair, or corpus WER of two lists: total word errors / total reference words."""
     return _rate(refs, hyps, word_errors)
 
 

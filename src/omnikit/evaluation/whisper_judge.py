@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from omnikit.evaluation.asr_judge import normalize, wer, word_errors
+from omnikit.evaluation.text_metrics import normalize, wer, word_errors
 
 __all__ = ["JUDGE_RATE", "available", "model_folder", "normalize", "transcribe", "wer", "word_errors"]
 
