@@ -103,7 +103,11 @@ class Codec(Protocol):
     ``reconstruction_loss(wav: Tensor (B, samples)) -> dict[str, Tensor]``, training losses for a batch of audio
     (``{"loss": ..., <parts>...}``, read by the ``codec_reconstruction`` objective), and
     ``fit_from_data(wavs: Iterable[Tensor]) -> None``, a non-gradient initialisation (e.g. a k-means codebook)
-    that the runner calls before gradient training when the stage trains the codec whole.
+    that the runner calls before gradient training when the stage trains the codec whole. For decoders that
+    regress continuous targets (``nar_duration`` with ``target: features``): ``token_features(wav: Tensor
+    (B, samples)) -> Tensor (B, N, D)``, the normalised continuous vector behind each token ``encode`` gives, and
+    ``nearest_tokens(features: Tensor (B, N, D)) -> Tensor (B, N)``, the ids of the nearest codebook entries
+    (so ``nearest_tokens(token_features(wav)) == encode(wav)``).
     """
 
     sample_rate: int
@@ -125,8 +129,12 @@ class Codec(Protocol):
 class SpeechDecoder(Protocol):
     """LLM text embeddings (+ hidden states) of one text segment -> codec tokens.
 
-    Optional member (:data:`OPTIONAL_MEMBERS`): ``accepts_token_weights``, true when ``forward`` takes a
-    ``token_weights`` keyword (the ``cached_codec_token_ce`` objective then passes per-token loss weights).
+    Optional members (:data:`OPTIONAL_MEMBERS`): ``accepts_token_weights``, true when ``forward`` takes a
+    ``token_weights`` keyword (the ``cached_codec_token_ce`` objective then passes per-token loss weights);
+    ``accepts_texts``, true when ``forward`` takes ``texts`` (the spoken texts, for a decoder that reads
+    characters or phonemes; the codec-token objectives then pass them); ``accepts_token_features``, true when
+    ``forward`` takes ``token_features`` (the codec's ``token_features`` of the target audio, for a decoder that
+    regresses continuous features).
     """
 
     def forward(
@@ -307,8 +315,8 @@ OPTIONAL_MEMBERS: dict[str, tuple[str, ...]] = {
     "encoder": ("ctc_head", "cmvn"),
     "adapter": (),
     "llm": (),
-    "speech_decoder": ("accepts_token_weights",),
-    "codec": ("reconstruction_loss", "fit_from_data"),
+    "speech_decoder": ("accepts_token_weights", "accepts_texts", "accepts_token_features"),
+    "codec": ("reconstruction_loss", "fit_from_data", "token_features", "nearest_tokens"),
     "duplex_policy": (),
     "vad": ("threshold",),
     "objective": ("inputs",),
@@ -316,7 +324,7 @@ OPTIONAL_MEMBERS: dict[str, tuple[str, ...]] = {
 }
 """Plugin kind -> members the code uses only when present (described in each Protocol's docstring)."""
 
-_OPTIONAL_METHODS = frozenset({"reconstruction_loss", "fit_from_data"})
+_OPTIONAL_METHODS = frozenset({"reconstruction_loss", "fit_from_data", "token_features", "nearest_tokens"})
 
 
 def protocol_members(proto: type) -> tuple[list[str], list[str]]:

@@ -176,3 +176,15 @@ def test_decode_of_a_single_token_does_not_crash():
     codec = MelVQCodec(MelVQConfig(codebook_size=8, vocoder="griffin_lim")).eval()
     wav = codec.decode(torch.tensor([[3]]))
     assert wav.shape == (1, codec.samples_per_token) and torch.isfinite(wav).all()
+
+
+def test_token_features_snap_back_to_the_encoded_tokens(fitted):
+    # the optional members a feature-regressing decoder uses: normalised features, snapped to the codebook
+    wav = speechlike(0.7, 11)[None]
+    feats = fitted.token_features(wav)
+    assert feats.shape == (1, fitted.encode(wav).shape[1], fitted.token_dim)
+    torch.testing.assert_close(feats * fitted.feat_std + fitted.feat_mean, fitted.token_vectors(wav))
+    assert torch.equal(fitted.nearest_tokens(feats), fitted.encode(wav))
+    # a codebook entry's own (normalised) vector snaps to that entry
+    entries = ((fitted.codebook[[3, 0, 7]] - fitted.feat_mean) / fitted.feat_std)[None]
+    assert fitted.nearest_tokens(entries).tolist() == [[3, 0, 7]]

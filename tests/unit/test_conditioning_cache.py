@@ -136,3 +136,26 @@ def test_objective_matches_uncached_conditioning(world):
     cached = CachedCodecTokenCEObjective(CachedCodecTokenCEConfig(use_hidden=True))(model, batch)
     plain = CodecTokenCEObjective(CodecTokenCEConfig(use_hidden=True))(model, batch)
     torch.testing.assert_close(cached["loss"], plain["loss"], rtol=1e-4, atol=1e-5)
+
+
+def test_objectives_pass_texts_and_codec_features_to_a_symbolic_decoder(world):
+    """A character front end with feature targets gets the texts and the codec's features from both objectives
+    (same loss), and a codec without token_features is refused with a message naming it."""
+    from omnikit.components.objectives.codec_token_ce import CodecTokenCEConfig, CodecTokenCEObjective
+
+    ds, root = world
+    cfg = copy.deepcopy(TINY_MODEL)
+    cfg["codec"] = {"name": "mel_vq", "args": {"sample_rate": 16000, "codebook_size": 16}}
+    cfg["speech_decoder"] = {"name": "nar_duration", "args": {
+        "dim": 16, "encoder_layers": 1, "decoder_layers": 1, "duration_dim": 16, "dropout": 0.0,
+        "frontend": "chars", "target": "features", "arch": "conv", "feature_dim": 160}}
+    torch.manual_seed(0)
+    model = build_model(OmegaConf.create({"model": cfg})).eval()
+    batch = batch_of(ds, root, "tts_train", needs=("wav",))
+    cached = CachedCodecTokenCEObjective(CachedCodecTokenCEConfig())(model, batch)
+    plain = CodecTokenCEObjective(CodecTokenCEConfig())(model, batch)
+    assert torch.isfinite(cached["loss"]) and {"l1", "duration_loss"} <= cached.keys()
+    torch.testing.assert_close(cached["loss"], plain["loss"], rtol=1e-4, atol=1e-5)
+    wrong = nar_duration_model(frontend="chars", target="features", arch="conv", feature_dim=160)
+    with pytest.raises(ValueError, match="token_features"):
+        CachedCodecTokenCEObjective(CachedCodecTokenCEConfig())(wrong, batch)

@@ -206,3 +206,137 @@ def test_hidden_projection_starts_neutral_and_is_its_own_part():
     model(text, TEXT_LENS, hidden, TEXT_LENS, tokens, TOKEN_LENS)["loss"].backward()
     assert model.hidden_proj.weight.grad is not None and model.hidden_proj.weight.grad.abs().sum() > 0
     assert sum(1 for _ in model.trainable_parameters("decoder")) + 2 == sum(1 for _ in model.parameters())
+
+
+# ---------------------------------------------------------------------------------------------- symbol front ends,
+# feature targets, the conv architecture
+FEAT = 8
+TEXTS = ["Hello there.", "A cat sat on it.", "Yes!", "Bo, go."]
+
+
+class SnapCodec:
+    """Stands in for a codec with the optional feature members: features snap to a fixed codebook."""
+
+    def __init__(self) -> None:
+        self.codebook = torch.randn(CB, FEAT, generator=torch.Generator().manual_seed(9))
+
+    def nearest_tokens(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.cdist(features, self.codebook[None].expand(features.shape[0], -1, -1)).argmin(-1)
+
+
+def symbolic(**overrides) -> NARDurationSpeechDecoder:
+    args = dict(frontend="chars", target="features", arch="conv", feature_dim=FEAT, dilations=[1, 2])
+    args.update(overrides)
+    return tiny(**args)
+
+
+def features_batch(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(4, 20, FEAT, generator=g)
+
+
+def test_new_options_are_checked():
+    for field in ("frontend", "target", "arch"):
+        with pytest.raises(ValueError, match=field):
+            symbolic(**{field: "nope"})
+    with pytest.raises(ValueError, match="learned"):
+        symbolic(alignment="learned")
+    symbolic(dim=30, heads=4)  # conv layers have no heads: any width
+
+
+@pytest.mark.parametrize("arch", ["conv", "transformer"])
+@pytest.mark.parametrize("target", ["features", "tokens"])
+def test_symbol_front_end_overfits_and_uses_the_prior(arch, target):
+    torch.set_num_threads(1)
+    model = symbolic(arch=arch, target=target).train()
+    assert model.accepts_texts and model.accepts_token_features == (target == "features")
+    assert model.in_proj is None and model.symbol_embed is not None
+    text, _, tokens = batch()
+    feats = features_batch()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        out = model(text, TEXT_LENS, None, None, tokens, TOKEN_LENS, texts=TEXTS, token_features=feats)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        losses.append(out["loss"].item())
+    assert losses[-1] < 0.5 * losses[0], losses[::10]
+    assert ("l1" in out) == (target == "features") and ("acc" in out) == (target == "tokens")
+    d = out["durations"]
+    assert d.sum(1).tolist() == TOKEN_LENS.tolist()
+    assert d[0, 5] == 0  # the space in "Hello there." gets no frames
+
+
+def test_symbol_front_end_needs_texts_and_features_need_features():
+    text, _, tokens = batch()
+    with pytest.raises(ValueError, match="texts"):
+        symbolic()(text, TEXT_LENS, None, None, tokens, TOKEN_LENS, token_features=features_batch())
+    with pytest.raises(ValueError, match="token_features"):
+        symbolic()(text, TEXT_LENS, None, None, tokens, TOKEN_LENS, texts=TEXTS)
+    with pytest.raises(ValueError, match="text="):
+        list(symbolic().eval().generate(text[:1], codec=SnapCodec()))
+    with pytest.raises(ValueError, match="codec"):
+        list(symbolic().eval().generate(text[:1], text="Hi."))
+
+
+def test_padded_symbols_equal_each_item_alone():
+    model = symbolic(frontend="chars").eval()
+    ids, _, lens = model.symbols_of(TEXTS, "cpu")
+    durations = torch.randint(0, 3, ids.shape, generator=torch.Generator().manual_seed(4))
+    durations = durations * (torch.arange(ids.shape[1])[None] < lens[:, None])
+    enc = model.encode_text(None, lens, symbols=ids)
+    out, _ = model.decode_frames(enc, durations)
+    i, n = 2, int(lens[2])
+    alone_enc = model.encode_text(None, lens[i:i + 1], symbols=ids[i:i + 1, :n])
+    alone, _ = model.decode_frames(alone_enc, durations[i:i + 1, :n])
+    torch.testing.assert_close(out[i, : alone.shape[1]], alone[0], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("target", ["features", "tokens"])
+def test_symbolic_generate_streams_the_offline_prediction(target):
+    model = symbolic(target=target, duration_scale=4.0).eval()
+    codec = SnapCodec()
+    emb = torch.randn(1, 3, COND)
+    offline = model.predict(emb, text="Hello there, cat.", codec=codec)
+    assert offline.numel() > 13
+    chunks = list(model.generate(emb, text="Hello there, cat.", codec=codec, first_chunk=3, chunk=5))
+    assert [c.numel() for c in chunks][0] == 3 and torch.equal(torch.cat(chunks), offline)
+    assert all(c.dtype == torch.long and int(c.max()) < CB for c in chunks)
+    if target == "features":  # bind_codec is the alternative to passing codec=
+        model.bind_codec(codec)
+        assert torch.equal(torch.cat(list(model.generate(emb, text="Hello there, cat."))), offline)
+
+
+def test_symbol_durations_round_the_running_total():
+    model = symbolic().eval()
+    enc = torch.zeros(1, 6, 32)
+    # every symbol predicted 0.4 frames: rounding each alone gives 0 frames (then 1 overall); the running total 2
+    model.duration.out.bias.data.fill_(float(torch.log1p(torch.tensor(0.4))))
+    model.duration.out.weight.data.zero_()
+    d = model.predict_durations(enc, torch.tensor([6]))
+    assert d.tolist() == [[0, 1, 0, 1, 0, 0]]  # running totals 0.4 0.8 1.2 1.6 2.0 2.4
+
+
+class KitDecoder(NARDurationSpeechDecoder):
+    """The kit calls ``forward`` with the Protocol's six arguments only: supply texts and features here."""
+
+    def forward(self, text_emb, text_lens, hidden, hidden_lens, tokens, token_lens, **kw):
+        kw.setdefault("texts", ["Hello there.", "A cat."][: tokens.shape[0]])
+        g = torch.Generator().manual_seed(3)
+        kw.setdefault("token_features", torch.randn(*tokens.shape, FEAT, generator=g))
+        return super().forward(text_emb, text_lens, hidden, hidden_lens, tokens, token_lens, **kw)
+
+
+def test_symbolic_decoder_passes_the_conformance_kit():
+    from omnikit.testing import check_speech_decoder
+
+    def make():
+        torch.manual_seed(0)
+        cfg = NARDurationConfig(dim=32, encoder_layers=1, decoder_layers=2, duration_dim=32, dropout=0.0,
+                                frontend="chars", target="features", arch="conv", feature_dim=FEAT,
+                                use_hidden=True, duration_scale=3.0)
+        return KitDecoder(cfg, cond_dim=COND, codebook_size=CB)
+
+    check_speech_decoder(make(), cond_dim=COND, codebook_size=CB, max_tokens=40,
+                         generate_kwargs={"codec": SnapCodec()}, fresh=make)

@@ -148,6 +148,22 @@ class MelVQCodec(nn.Module):
         b, n, d = v.shape
         return nearest(v.reshape(-1, d), self.codebook)[0].reshape(b, n)
 
+    @torch.no_grad()
+    def token_features(self, wav: Tensor) -> Tensor:
+        """(B, samples) -> (B, N, n_mels * frames_per_token): the continuous vectors ``encode`` quantises,
+        normalised by the fitted ``feat_mean``/``feat_std`` (what a decoder with continuous targets regresses)."""
+        v = self.token_vectors(wav.to(self.codebook.device))
+        return (v - self.feat_mean) / self.feat_std
+
+    @torch.no_grad()
+    def nearest_tokens(self, features: Tensor) -> Tensor:
+        """(B, N, n_mels * frames_per_token) normalised features (as ``token_features`` gives) -> (B, N) ids of
+        the nearest codebook entries: ``nearest_tokens(token_features(wav)) == encode(wav)``."""
+        f = features.to(self.codebook.device, self.codebook.dtype)
+        b, n, d = f.shape
+        v = f * self.feat_std + self.feat_mean
+        return nearest(v.reshape(-1, d), self.codebook)[0].reshape(b, n)
+
     def quantisation_error(self, wav: Tensor) -> Tensor:
         """Mean squared distance between token vectors and their nearest centroid (lower is a better fit)."""
         v = self.token_vectors(wav.to(self.codebook.device)).reshape(-1, self.token_dim)

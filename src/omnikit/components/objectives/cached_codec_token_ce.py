@@ -6,7 +6,8 @@ but the conditioning of each answer is computed once and then read from a
 :class:`~omnikit.components.speech_decoders.conditioning_cache.ConditioningCache` keyed by the LLM fingerprint
 and the text: with ``use_hidden`` the LLM is not run at every step. Works with any speech decoder; a decoder that
 declares ``accepts_token_weights`` (``nar_duration``) also receives each token's character count, the prior its
-``alignment: uniform`` mode splits frames by.
+``alignment: uniform`` mode splits frames by; one that declares ``accepts_texts`` / ``accepts_token_features``
+receives the spoken texts / the codec's continuous features of the audio (see ``decoder_extras``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from omnikit.components.objectives.codec_token_ce import codec_targets, pad_sequences
+from omnikit.components.objectives.codec_token_ce import codec_targets, decoder_extras, pad_sequences
 from omnikit.components.speech_decoders.conditioning_cache import ConditioningCache
 from omnikit.registry import param
 
@@ -63,6 +64,7 @@ class CachedCodecTokenCEObjective:
         extra: dict[str, Any] = {}
         if getattr(decoder, "accepts_token_weights", False):
             extra["token_weights"] = pad_sequences([e["weights"].to(dev)[:, None] for e in entries])[0][..., 0]
+        extra.update(decoder_extras(decoder, model["codec"], texts, batch["wav"], tokens))
         out = decoder(text_emb, text_lens, hidden, hidden_lens, tokens, token_lens, **extra)
         metrics = {k: v.detach() for k, v in out.items() if k != "loss" and isinstance(v, Tensor) and v.dim() == 0}
         total = self.cache.hits + self.cache.misses

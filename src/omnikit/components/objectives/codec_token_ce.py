@@ -39,6 +39,22 @@ def codec_targets(codec: torch.nn.Module, wav: Tensor, wav_lens: Tensor) -> tupl
     return tokens, lens
 
 
+def decoder_extras(decoder: Any, codec: Any, texts: list[str], wav: Tensor, tokens: Tensor) -> dict[str, Any]:
+    """The optional keywords a speech decoder declares it reads: ``texts`` (``accepts_texts``: the spoken
+    texts, for a character or phoneme front end) and ``token_features`` (``accepts_token_features``: the codec's
+    continuous features of the target audio, cut to the token count)."""
+    extra: dict[str, Any] = {}
+    if getattr(decoder, "accepts_texts", False):
+        extra["texts"] = list(texts)
+    if getattr(decoder, "accepts_token_features", False):
+        if not hasattr(codec, "token_features"):
+            raise ValueError(f"the speech decoder regresses codec features, but the codec ({type(codec).__name__}) "
+                             "has no token_features(wav): use a codec that does (mel_vq) or target: tokens")
+        with torch.no_grad():
+            extra["token_features"] = codec.token_features(wav)[:, : tokens.shape[1]].to(tokens.device)
+    return extra
+
+
 @torch.no_grad()
 def text_conditioning(
     llm: torch.nn.Module, texts: list[str], use_hidden: bool, questions: list[str | None] | None = None
@@ -108,5 +124,7 @@ class CodecTokenCEObjective:
         )
         dtype = next(model["speech_decoder"].parameters()).dtype
         hidden = hidden.to(dtype) if hidden is not None else None
-        out = model["speech_decoder"](text_emb.to(dtype), text_lens, hidden, hidden_lens, tokens, token_lens)
-        return {"loss": out["loss"], "acc": out["acc"].detach()}
+        extra = decoder_extras(model["speech_decoder"], model["codec"], texts, batch["wav"], tokens)
+        out = model["speech_decoder"](text_emb.to(dtype), text_lens, hidden, hidden_lens, tokens, token_lens, **extra)
+        return {"loss": out["loss"], **{k: v.detach() for k, v in out.items()
+                                        if k != "loss" and isinstance(v, Tensor) and v.dim() == 0}}

@@ -30,6 +30,12 @@ from omnikit.components.speech_decoders.alignment import (
     uniform_durations,
     viterbi_durations,
 )
+from omnikit.components.speech_decoders.frontends import (
+    FRONTENDS,
+    batch_symbols,
+    prior_durations,
+    vocab_size,
+)
 from omnikit.components.speech_decoders.layers import (
     DecoderLayer,
     RMSNorm,
@@ -41,10 +47,37 @@ from omnikit.components.speech_decoders.layers import (
 from omnikit.registry import param
 
 ALIGNMENTS = ("learned", "uniform")
+TARGETS = ("tokens", "features")
+ARCHS = ("transformer", "conv")
 
 
 @dataclass
 class NARDurationConfig:
+    frontend: str = param(
+        "tokens",
+        "Input: 'tokens' (the LLM's frozen token embeddings of the segment), 'chars' (the segment text's characters) "
+        "or 'phonemes' (hibari's G2P of the text; needs hibari-tts). The symbol front ends read the text the "
+        "objective and the session pass (`texts=` / `text=`); durations are then per symbol, by the character "
+        "prior of omnikit.components.speech_decoders.frontends.",
+    )
+    target: str = param(
+        "tokens",
+        "Output: 'tokens' (cross-entropy over the codec's ids) or 'features' (L1 regression of the codec's "
+        "normalised continuous token features, snapped to the nearest codebook entry at inference; needs a codec "
+        "with token_features/nearest_tokens, e.g. mel_vq, and the cached_codec_token_ce or codec_token_ce "
+        "objective).",
+    )
+    feature_dim: int = param(160, "Width of the codec's token features (target: features; mel_vq: n_mels x 2).")
+    arch: str = param(
+        "transformer",
+        "Layers of the text encoder and frame decoder: 'transformer' (bidirectional self-attention) or 'conv' "
+        "(residual dilated convolutions, SpeedySpeech-like: cheaper per frame on a CPU).",
+    )
+    dilations: list[int] = param(
+        factory=lambda: [1, 2, 4, 8],
+        doc="arch conv: dilations of the frame decoder's blocks, cycled over decoder_layers (the text encoder's "
+        "blocks are undilated).",
+    )
     dim: int = param(256, "Width of the text encoder and the frame decoder.")
     heads: int = param(4, "Attention heads; dim must be divisible by it.")
     ffn_dim: int = param(768, "SwiGLU hidden size.")
@@ -100,6 +133,37 @@ class Transformer(nn.Module):
         for layer in self.layers:
             x, _ = layer(x, cos, sin, mask)
         return x
+
+
+class ConvBlock(nn.Module):
+    """Pre-norm residual block: LayerNorm -> dilated conv -> GELU -> pointwise linear -> dropout, added back."""
+
+    def __init__(self, dim: int, kernel: int, dilation: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.conv = nn.Conv1d(dim, dim, kernel, padding=dilation * (kernel // 2), dilation=dilation)
+        self.out = nn.Linear(dim, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, m: Tensor) -> Tensor:
+        y = self.conv((self.norm(x) * m).transpose(1, 2)).transpose(1, 2)
+        return x + self.drop(self.out(F.gelu(y)))
+
+
+class ConvStack(nn.Module):
+    """Residual conv blocks over a padded sequence; padding is zeroed before every conv, so a padded item's
+    outputs equal the item's alone."""
+
+    def __init__(self, dim: int, layers: int, kernel: int, dilations: list[int], dropout: float) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(ConvBlock(dim, kernel, dilations[i % len(dilations)], dropout)
+                                    for i in range(layers))
+
+    def forward(self, x: Tensor, lens: Tensor) -> Tensor:
+        m = padding_mask(lens, x.shape[1])[..., None].to(x.dtype)
+        for layer in self.layers:
+            x = layer(x, m)
+        return x * m
 
 
 class DurationPredictor(nn.Module):
@@ -161,33 +225,58 @@ class NARDurationSpeechDecoder(nn.Module):
     accepts_token_weights = True
     PARTS = {
         "hidden": ("hidden_proj.",),
-        "decoder": ("in_proj.", "encoder.", "duration.", "aligner.", "frame_pos.", "pre_conv.", "decoder.", "norm.",
-                    "head."),
+        "decoder": ("in_proj.", "symbol_embed.", "encoder.", "duration.", "aligner.", "frame_pos.", "pre_conv.",
+                    "decoder.", "norm.", "head."),
     }
 
     def __init__(self, config: NARDurationConfig, *, cond_dim: int, codebook_size: int, **_: Any) -> None:
         super().__init__()
-        if config.alignment not in ALIGNMENTS:
-            raise ValueError(f"alignment must be one of {ALIGNMENTS}, got {config.alignment!r}")
-        if config.dim % config.heads:
+        for field, allowed in (("alignment", ALIGNMENTS), ("frontend", FRONTENDS), ("target", TARGETS),
+                               ("arch", ARCHS)):
+            if getattr(config, field) not in allowed:
+                raise ValueError(f"{field} must be one of {allowed}, got {getattr(config, field)!r}")
+        if config.arch == "transformer" and config.dim % config.heads:
             raise ValueError(f"dim {config.dim} is not divisible by heads {config.heads}")
+        if config.frontend != "tokens" and config.alignment == "learned":
+            raise ValueError("alignment 'learned' needs frontend 'tokens' (its aligner reads token embeddings)")
         self.config, self.cond_dim, self.codebook_size = config, cond_dim, codebook_size
-        self.in_proj = nn.Linear(cond_dim, config.dim)
+        self.symbolic = config.frontend != "tokens"
+        self.accepts_texts = self.symbolic
+        self.accepts_token_features = config.target == "features"
+        self.in_proj: nn.Linear | None = None
+        self.symbol_embed: nn.Embedding | None = None
+        if self.symbolic:
+            self.symbol_embed = nn.Embedding(vocab_size(config.frontend), config.dim, padding_idx=0)
+        else:
+            self.in_proj = nn.Linear(cond_dim, config.dim)
         self.hidden_proj: nn.Linear | None = None
         if config.use_hidden:
             self.hidden_proj = nn.Linear(cond_dim, config.dim)
             nn.init.zeros_(self.hidden_proj.weight)
             nn.init.zeros_(self.hidden_proj.bias)
-        self.encoder = Transformer(config, config.encoder_layers)
-        self.duration = DurationPredictor(config.dim, config.duration_dim, config.conv_kernel, config.dropout)
+        k = config.conv_kernel
+        if config.arch == "conv":
+            self.encoder: nn.Module = ConvStack(config.dim, config.encoder_layers, k, [1], config.dropout)
+        else:
+            self.encoder = Transformer(config, config.encoder_layers)
+        self.duration = DurationPredictor(config.dim, config.duration_dim, k, config.dropout)
         self.aligner = (MonotonicAligner(cond_dim, codebook_size, config.align_dim, 3, config.align_prior)
                         if config.alignment == "learned" else None)
         self.frame_pos = nn.Linear(3, config.dim)
-        k = config.conv_kernel
         self.pre_conv = nn.Conv1d(config.dim, config.dim, k, padding=k // 2, groups=config.dim)
-        self.decoder = Transformer(config, config.decoder_layers)
+        if config.arch == "conv":
+            self.decoder: nn.Module = ConvStack(config.dim, config.decoder_layers, k, list(config.dilations),
+                                                config.dropout)
+        else:
+            self.decoder = Transformer(config, config.decoder_layers)
         self.norm = RMSNorm(config.dim, config.norm_eps)
-        self.head = nn.Linear(config.dim, codebook_size)
+        self.head = nn.Linear(config.dim, config.feature_dim if config.target == "features" else codebook_size)
+        self._codec: Any = None
+
+    def bind_codec(self, codec: Any) -> None:
+        """Keep ``codec`` for snapping predicted features to its codebook (``target: features``) when
+        ``generate`` is called without ``codec=``."""
+        self._codec = codec
 
     def trainable_parameters(self, part: str) -> Iterator[nn.Parameter]:
         """Parameters of one part: ``hidden`` (the hidden-state projection) or ``decoder`` (everything else)."""
@@ -206,15 +295,26 @@ class NARDurationSpeechDecoder(nn.Module):
         return hidden.gather(1, idx[..., None].expand(-1, -1, hidden.shape[-1]))
 
     def encode_text(self, text_emb: Tensor, text_lens: Tensor, hidden: Tensor | None = None,
-                    hidden_lens: Tensor | None = None) -> Tensor:
-        """(B, N, cond_dim) -> (B, N, dim) contextual token encodings."""
-        x = self.in_proj(text_emb)
+                    hidden_lens: Tensor | None = None, symbols: Tensor | None = None) -> Tensor:
+        """(B, N, cond_dim) token embeddings, or (B, N) symbol ids with a symbol front end (``text_lens`` then
+        counts symbols) -> (B, N, dim) contextual encodings."""
+        if self.symbol_embed is not None:
+            if symbols is None:
+                raise ValueError(f"nar_duration frontend {self.config.frontend!r} needs the segment text")
+            x = self.symbol_embed(symbols)
+        else:
+            assert self.in_proj is not None
+            x = self.in_proj(text_emb)
         if self.hidden_proj is not None and hidden is not None:
             if hidden_lens is None:
                 hidden_lens = torch.full((hidden.shape[0],), hidden.shape[1], device=hidden.device)
             x = x + self.hidden_proj(self._match(hidden.to(x.dtype), hidden_lens, text_lens, x.shape[1]))
         valid = padding_mask(text_lens, x.shape[1])
         return self.encoder(x, text_lens) * valid[..., None]
+
+    def symbols_of(self, texts: list[str], device: torch.device | str) -> tuple[Tensor, Tensor, Tensor]:
+        """Symbol ids (B, n), prior weights (B, n) and lengths (B,) of texts (symbol front ends)."""
+        return batch_symbols(list(texts), self.config.frontend, device)
 
     def decode_frames(self, enc: Tensor, durations: Tensor, length: int | None = None) -> tuple[Tensor, Tensor]:
         """Token encodings + durations -> codec logits (B, T, codebook_size) and frame lengths (B,)."""
@@ -246,50 +346,102 @@ class NARDurationSpeechDecoder(nn.Module):
         tokens: Tensor,
         token_lens: Tensor,
         token_weights: Tensor | None = None,
+        texts: list[str] | None = None,
+        token_features: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Loss and metrics. ``token_weights`` (B, N): relative spoken length of each text token (e.g. its
-        character count), used by ``alignment: uniform``."""
-        durations, align_loss = self.target_durations(text_emb, text_lens, tokens, token_lens, token_weights)
-        enc = self.encode_text(text_emb, text_lens, hidden, hidden_lens)
+        character count), used by ``alignment: uniform``. ``texts``: the spoken texts (symbol front ends).
+        ``token_features`` (B, T, feature_dim): the codec's normalised features of the frames (target: features).
+        """
+        cfg = self.config
+        symbols = None
+        if self.symbolic:
+            if texts is None:
+                raise ValueError(f"nar_duration frontend {cfg.frontend!r} needs texts=: train it with the "
+                                 "cached_codec_token_ce or codec_token_ce objective")
+            symbols, weights, text_lens = self.symbols_of(texts, tokens.device)
+            durations, align_loss = prior_durations(weights, text_lens, token_lens), tokens.new_zeros((), dtype=torch.float32)
+        else:
+            durations, align_loss = self.target_durations(text_emb, text_lens, tokens, token_lens, token_weights)
+        enc = self.encode_text(text_emb, text_lens, hidden, hidden_lens, symbols)
         valid_text = padding_mask(text_lens, enc.shape[1])
         log_dur = self.duration(enc.detach(), valid_text)
         target = torch.log1p(durations.to(log_dur.dtype))
         dur_loss = ((log_dur - target).pow(2) * valid_text).sum() / valid_text.sum().clamp(min=1)
-        logits, _ = self.decode_frames(enc, durations, tokens.shape[1])
+        out, _ = self.decode_frames(enc, durations, tokens.shape[1])
         valid = padding_mask(token_lens, tokens.shape[1])
-        targets = tokens.masked_fill(~valid, -100)
-        ce = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
-        acc = ((logits.argmax(-1) == tokens) & valid).sum() / valid.sum().clamp(min=1)
-        cfg = self.config
-        loss = ce + cfg.duration_weight * dur_loss + cfg.align_weight * align_loss
-        return {"loss": loss, "acc": acc, "ce": ce.detach(), "duration_loss": dur_loss.detach(),
-                "align_loss": align_loss.detach(), "durations": durations}
+        metrics: dict[str, Tensor] = {}
+        if cfg.target == "features":
+            if token_features is None:
+                raise ValueError("nar_duration target 'features' needs token_features= (a codec with token_features, "
+                                 "e.g. mel_vq, through the cached_codec_token_ce or codec_token_ce objective)")
+            if token_features.shape[-1] != out.shape[-1]:
+                raise ValueError(f"codec features are {token_features.shape[-1]} wide, the decoder's feature_dim is "
+                                 f"{out.shape[-1]}")
+            feats = token_features[:, : out.shape[1]].to(out.dtype)
+            err = (out[:, : feats.shape[1]] - feats).abs().mean(-1)
+            v = valid[:, : feats.shape[1]]
+            main = (err * v).sum() / v.sum().clamp(min=1)
+            metrics["l1"] = main.detach()
+        else:
+            targets = tokens.masked_fill(~valid, -100)
+            main = F.cross_entropy(out.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+            metrics["ce"] = main.detach()
+            metrics["acc"] = ((out.argmax(-1) == tokens) & valid).sum() / valid.sum().clamp(min=1)
+        loss = main + cfg.duration_weight * dur_loss + cfg.align_weight * align_loss
+        return {"loss": loss, **metrics, "duration_loss": dur_loss.detach(), "align_loss": align_loss.detach(),
+                "durations": durations}
 
     # ------------------------------------------------------------------ inference
     def predict_durations(self, enc: Tensor, text_lens: Tensor) -> Tensor:
-        """Frames per token (B, N) from the duration predictor, scaled and clamped; at least one frame overall."""
+        """Frames per token (B, N) from the duration predictor, scaled and clamped; at least one frame overall.
+
+        Symbol front ends round the running total (symbols are often shorter than a frame: rounding each one
+        alone would drift), token inputs round each token."""
         valid = padding_mask(text_lens, enc.shape[1])
         frames = torch.expm1(self.duration(enc, valid)).clamp(min=0) * self.config.duration_scale
-        d = torch.round(frames).long().clamp(max=self.config.max_duration) * valid.long()
+        frames = frames.clamp(max=self.config.max_duration) * valid
+        if self.symbolic:
+            ends = torch.round(torch.cumsum(frames, 1)).long()
+            d = torch.diff(ends, dim=1, prepend=torch.zeros_like(ends[:, :1]))
+        else:
+            d = torch.round(frames).long()
+        d = d * valid.long()
         empty = d.sum(1) == 0
         if empty.any():
             d[empty, 0] = 1
         return d
 
     @torch.no_grad()
-    def predict_logits(self, text_emb: Tensor, hidden: Tensor | None = None) -> Tensor:
-        """Codec logits (T, codebook_size) of one segment (``text_emb`` (1, N, cond_dim))."""
+    def predict_logits(self, text_emb: Tensor, hidden: Tensor | None = None, text: str | None = None) -> Tensor:
+        """Head outputs (T, codebook_size), or (T, feature_dim) features, of one segment (``text_emb``
+        (1, N, cond_dim); ``text`` with a symbol front end)."""
         if text_emb.shape[0] != 1:
             raise ValueError("generation is batch 1: one segment of one user")
-        lens = torch.tensor([text_emb.shape[1]], device=text_emb.device)
-        enc = self.encode_text(text_emb, lens, hidden, None)
+        symbols = None
+        if self.symbolic:
+            if text is None:
+                raise ValueError(f"nar_duration frontend {self.config.frontend!r} needs generate(..., text=...)")
+            symbols, _, lens = self.symbols_of([text], text_emb.device)
+        else:
+            lens = torch.tensor([text_emb.shape[1]], device=text_emb.device)
+        enc = self.encode_text(text_emb, lens, hidden, None, symbols)
         logits, _ = self.decode_frames(enc, self.predict_durations(enc, lens))
         return logits[0]
 
+    def _snap(self, features: Tensor, codec: Any) -> Tensor:
+        codec = codec if codec is not None else self._codec
+        if codec is None or not hasattr(codec, "nearest_tokens"):
+            raise ValueError("nar_duration target 'features' snaps to the codec's codebook: pass codec= (a codec "
+                             "with nearest_tokens, e.g. mel_vq) or call bind_codec(codec)")
+        return codec.nearest_tokens(features[None].float())[0]
+
     @torch.no_grad()
-    def predict(self, text_emb: Tensor, hidden: Tensor | None = None) -> Tensor:
+    def predict(self, text_emb: Tensor, hidden: Tensor | None = None, text: str | None = None,
+                codec: Any = None) -> Tensor:
         """Greedy codec tokens (T,) of one segment: the offline twin of :meth:`generate`."""
-        return self.predict_logits(text_emb, hidden).argmax(-1)
+        out = self.predict_logits(text_emb, hidden, text)
+        return self._snap(out, codec).long().cpu() if self.config.target == "features" else out.argmax(-1)
 
     @torch.no_grad()
     def generate(
@@ -302,22 +454,26 @@ class NARDurationSpeechDecoder(nn.Module):
         chunk: int = 40,
         generator: torch.Generator | None = None,
         timings: dict[str, float] | None = None,
+        text: str | None = None,
+        codec: Any = None,
         **_: Any,
     ) -> Iterator[Tensor]:
         """Yield the segment's codec tokens (1-D long) in chunks of ``first_chunk``, then ``chunk``.
 
         The whole segment is predicted in one pass (``prefill_s`` in ``timings``), then streamed out; greedy
         unless the config says ``sample`` (then top-``top_k`` per frame with ``generator``). ``timings`` also
-        gets ``first_chunk_s`` (prefill end -> first chunk), ``total_s`` and ``tokens``.
+        gets ``first_chunk_s`` (prefill end -> first chunk), ``total_s`` and ``tokens``. ``text``: the segment's
+        text (symbol front ends); ``codec``: the codec to snap features to (``target: features``).
         """
         t0 = time.perf_counter()
-        logits = self.predict_logits(text_emb, hidden)[:max_tokens]
-        if self.config.sample and top_k > 1:
-            vals, idx = logits.float().topk(min(top_k, logits.shape[-1]), dim=-1)
+        out = self.predict_logits(text_emb, hidden, text)[:max_tokens]
+        if self.config.target == "features":
+            tokens = self._snap(out, codec)
+        elif self.config.sample and top_k > 1:
+            vals, idx = out.float().topk(min(top_k, out.shape[-1]), dim=-1)
             pick = torch.multinomial(torch.softmax(vals, -1).cpu(), 1, generator=generator).to(idx.device)
             tokens = idx.gather(-1, pick).squeeze(-1)
         else:
-            tokens = logits.argmax(-1)
+            tokens = out.argmax(-1)
         tokens = tokens.long().cpu()
         yield from yield_in_chunks(tokens, first_chunk, chunk, t0, time.perf_counter(), timings)
-

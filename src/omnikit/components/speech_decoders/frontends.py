@@ -1,0 +1,134 @@
+"""Symbol front ends of ``nar_duration``: a segment's text as characters or phonemes, with a duration prior.
+
+The LLM's BPE tokens are a poor input for learning pronunciation from an hour of speech: most tokens occur a
+handful of times, and their frozen embeddings encode meaning, not sound. A front end turns the segment's text
+(the text the LLM tokens decode to; the session passes it to ``generate`` as ``text=``) into a short symbol
+sequence whose pronunciation is learnable from little data, plus a spoken-length weight per symbol, the prior the
+training durations are split by (see :func:`prior_durations`).
+
+* ``chars``: lower-cased letters, digits, space and punctuation. No dependency; spelling-to-sound is learnt.
+* ``phonemes``: the phonemes of hibari's own G2P (``hibari-tts``, the assistant voice's engine: the same
+  lexicon and rules that produced the training audio), one symbol per phoneme character of its vocabulary.
+  Needs ``hibari-tts`` at training and at inference.
+
+Weights: a letter, digit or phoneme counts 1, a pause mark (``, . ; : ! ?`` and dashes) counts 1, anything else
+(spaces, quotes, apostrophes, stress and length marks) 0: it is read by the encoder as context but gets no frames.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+FRONTENDS = ("tokens", "chars", "phonemes")
+"""``tokens``: the LLM's frozen token embeddings (no symbols); the other two are symbol front ends."""
+
+PAUSES = frozenset(",.;:!?—…-")
+_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789 " + ",.;:!?—…-" + "'\"()&%$/"
+CHAR_VOCAB = {c: i + 2 for i, c in enumerate(_CHARS)}
+"""Character -> id; 0 is padding, 1 any other character."""
+UNKNOWN = 1
+_NO_FRAMES = frozenset(" 'ˈˌː\"“”()")
+
+
+def vocab_size(frontend: str) -> int:
+    """Embedding rows a front end needs (padding and unknown included)."""
+    if frontend == "chars":
+        return len(CHAR_VOCAB) + 2
+    if frontend == "phonemes":
+        return max(_phoneme_vocab().values()) + 2
+    raise ValueError(f"front end {frontend!r} has no symbols (use one of {FRONTENDS[1:]})")
+
+
+def _weight(symbol: str) -> float:
+    if symbol in _NO_FRAMES or symbol.isspace():
+        return 0.0
+    return 1.0 if symbol in PAUSES or symbol.isalnum() else 0.0
+
+
+@lru_cache(maxsize=1)
+def _phoneme_vocab() -> dict[str, int]:
+    try:
+        import hibari
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("nar_duration frontend 'phonemes' needs hibari-tts: pip install hibari-tts") from e
+    path = os.path.join(os.path.dirname(hibari.__file__), "assets", "vocab.json")
+    with open(path, encoding="utf-8") as f:
+        return {k: int(v) + 1 for k, v in json.load(f).items()}  # +1: keep 0 for padding, 1 for unknown
+
+
+@lru_cache(maxsize=1)
+def _g2p():
+    from hibari import Hibari
+    from hibari.g2p import G2P
+
+    return Hibari.split_sentences, G2P()
+
+
+@lru_cache(maxsize=100_000)
+def phonemes(text: str) -> str:
+    """hibari's phoneme string of ``text`` (sentences joined by a space), as its engine reads it."""
+    split, g2p = _g2p()
+    return " ".join(p for p in (g2p(s) for s in split(text)) if p)
+
+
+@lru_cache(maxsize=100_000)
+def _symbols(text: str, frontend: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    if frontend == "chars":
+        seq = text.lower()
+        vocab = CHAR_VOCAB
+    elif frontend == "phonemes":
+        seq = phonemes(text)
+        vocab = _phoneme_vocab()
+    else:
+        raise ValueError(f"front end {frontend!r} has no symbols (use one of {FRONTENDS[1:]})")
+    ids = [vocab.get(c, UNKNOWN) for c in seq]
+    weights = [_weight(c) for c in seq]
+    if not ids:
+        ids, weights = [UNKNOWN], [1.0]
+    if sum(weights) == 0:
+        weights = [1.0] * len(ids)
+    return tuple(ids), tuple(weights)
+
+
+def text_symbols(text: str, frontend: str) -> tuple[Tensor, Tensor]:
+    """Symbol ids (n,) long and their duration-prior weights (n,) float of one text (never empty)."""
+    ids, weights = _symbols(text, frontend)
+    return torch.tensor(ids, dtype=torch.long), torch.tensor(weights, dtype=torch.float32)
+
+
+def batch_symbols(texts: list[str], frontend: str, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
+    """Padded symbol ids (B, n), their weights (B, n) and lengths (B,) of a batch of texts."""
+    items = [text_symbols(t, frontend) for t in texts]
+    lens = torch.tensor([len(i) for i, _ in items], dtype=torch.long)
+    n = int(lens.max())
+    ids = torch.zeros(len(items), n, dtype=torch.long)
+    w = torch.zeros(len(items), n)
+    for k, (i, wt) in enumerate(items):
+        ids[k, : len(i)] = i
+        w[k, : len(i)] = wt
+    return ids.to(device), w.to(device), lens.to(device)
+
+
+def prior_durations(weights: Tensor, lens: Tensor, frame_lens: Tensor) -> Tensor:
+    """Split each item's frames over its symbols in proportion to ``weights`` (B, n), largest remainder first.
+
+    Sums are exact; a symbol of weight 0 (a space, a stress mark) gets no frame. Unlike
+    ``alignment.uniform_durations`` there is no one-frame floor: characters are often shorter than a frame.
+    """
+    b, n = weights.shape
+    valid = torch.arange(n, device=weights.device)[None] < lens[:, None]
+    w = torch.where(valid, weights.float().clamp(min=0), torch.zeros_like(weights, dtype=torch.float32))
+    share = w / w.sum(1, keepdim=True).clamp(min=1e-6) * frame_lens.float()[:, None]
+    d = share.floor().long()
+    left = (frame_lens - d.sum(1)).clamp(min=0)
+    frac = torch.where(w > 0, share - share.floor(), torch.full_like(share, -1.0))
+    order = frac.argsort(dim=1, descending=True, stable=True).argsort(dim=1)
+    return d + ((order < left[:, None]) & (w > 0)).long()
+
+
+__all__ = ["FRONTENDS", "CHAR_VOCAB", "batch_symbols", "phonemes", "prior_durations", "text_symbols", "vocab_size"]
