@@ -12,6 +12,11 @@ Two ways to run it:
   ``step``... until ``is_end_of_turn``; ``fork`` for barge-in;
 * whole sequences, batched (training): ``forward_train``.
 
+Serving calls :meth:`HFCausalLM.prepare_inference` once: from then on the incremental API runs on a copy of the
+weights in ``inference_dtype`` (on CPU through :mod:`omnikit.components.llms.fast_decode`: a pre-allocated KV
+cache, bfloat16 matrices by default), while ``self.llm``, its fingerprint and ``forward_train`` stay exactly as
+built. Training never calls it.
+
 Both build the same sequence from the chat template of the tokenizer (see
 :mod:`omnikit.components.llms.chat_template`):
 ``[system prefix + system text][user prefix][prompt embeddings][audio][assistant prefix][answer][end of turn]``.
@@ -19,7 +24,9 @@ Both build the same sequence from the chat template of the tokenizer (see
 
 from __future__ import annotations
 
+import copy
 import inspect
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +36,9 @@ from torch.nn.utils.rnn import pad_sequence
 
 from omnikit.components.llms.chat_template import ChatSegments, encode, split_chat_template
 from omnikit.components.llms.embedded import DEFAULT_ALIAS
+from omnikit.components.llms.fast_decode import FastDecoder, KVCache, unsupported_reason
 from omnikit.components.llms.fingerprint import llm_fingerprint
-from omnikit.components.llms.loading import load_backbone
+from omnikit.components.llms.loading import _torch_dtype, load_backbone
 from omnikit.components.llms.sampling import GREEDY, Sampling, sample_token
 from omnikit.components.llms.state import LLMState
 from omnikit.registry import param
@@ -45,7 +53,17 @@ class HFCausalLMConfig:
         "The LLM: a packaged alias (smollm2-135m-instruct, offline), a .gguf path, a local folder or hub id, "
         "random:<llama|qwen2|gemma|mistral> (tiny, tests), or config:<qwen2-7b|folder> (meta device, no weights).",
     )
-    dtype: str = param("auto", "Weight dtype: float32, bfloat16, float16 or auto (as stored).")
+    dtype: str = param(
+        "auto",
+        "Weight dtype of the frozen LLM as built (training, forward_train, the fingerprint): float32, bfloat16, "
+        "float16 or auto (as stored).",
+    )
+    inference_dtype: str = param(
+        "auto",
+        "Weight dtype of the decode path once the model serves (prepare_inference: sessions, chat, eval, serve): "
+        "float32, bfloat16, float16, int8 (weight-only, per-row scales; CPU fast path only), same (= dtype) or "
+        "auto (bfloat16 on CPU, same elsewhere). Training and the fingerprint always use dtype.",
+    )
     device: str = param("auto", "Where the LLM runs: cpu, cuda, cuda:N, or auto (cuda when available).")
     prompt_embeddings: int = param(
         25, "Trainable prompt embeddings inserted before the audio of each user turn."
@@ -59,6 +77,22 @@ class HFCausalLMConfig:
     prompt_init_std: float = param(
         0.0, "Init std of the prompt embeddings; 0 = the std of the frozen token embedding table."
     )
+
+
+FAST_CHECK_ATOL = {torch.float32: 1e-3, torch.bfloat16: 0.1, torch.float16: 0.05, torch.int8: 0.2}
+"""Largest relative difference (to the largest hidden value) allowed between the fast path and the model's own
+forward at :meth:`HFCausalLM.prepare_inference`, per inference dtype (a wiring error is far larger)."""
+
+
+@dataclass
+class _InferencePath:
+    """What the incremental API runs on after :meth:`HFCausalLM.prepare_inference` (a plain object, not a
+    submodule: nothing here enters ``state_dict``, the fingerprint or a checkpoint)."""
+
+    dtype: torch.dtype
+    fast: FastDecoder | None  # the lean CPU path, or None: Hugging Face's forward on ``module``
+    module: Any  # the HF causal LM (``self.llm`` itself when the dtype is unchanged)
+    description: str
 
 
 @dataclass
@@ -119,6 +153,7 @@ class HFCausalLM(nn.Module):
         )
         self.state_head = nn.Linear(self.hidden_size, self.num_states, device=train_device)
         self._system_states: dict[str, LLMState] = {}
+        self._inference: _InferencePath | None = None
 
     # ------------------------------------------------------------------ basics
     def train(self, mode: bool = True) -> HFCausalLM:
@@ -168,26 +203,114 @@ class HFCausalLM(nn.Module):
         return self.prompt_embeddings.to(self.device, self.dtype)
 
     def _feed(self, state: LLMState, embeds: Tensor) -> Tensor:
-        """Run (1, n, H) embeddings on top of the cache; returns the (1, n, H) last-layer hidden states."""
+        """Run (1, n, H) embeddings on top of the cache; returns the (1, n, H) last-layer hidden states (in the
+        built dtype, whichever path ran them)."""
         if embeds.dim() == 2:
             embeds = embeds.unsqueeze(0)
         if embeds.shape[1] == 0:
             raise ValueError("nothing to feed: empty embedding sequence")
-        out = self._base(
-            inputs_embeds=embeds.to(self.device, self.dtype), use_cache=True, **{self._cache_kw: state.cache}
-        )
-        hidden = out.last_hidden_state
+        path = self._inference
+        if path is not None and path.fast is not None:
+            if not isinstance(state.cache, KVCache):
+                raise ValueError("this conversation was started before prepare_inference(); start a new one")
+            hidden = path.fast.forward(embeds[0], state.cache)[None].to(self.dtype)
+        else:
+            if isinstance(state.cache, KVCache):
+                raise ValueError("this conversation belongs to the fast decode path; start a new one")
+            module, dtype = (self.llm, self.dtype) if path is None else (path.module, path.dtype)
+            base = getattr(module, module.base_model_prefix)
+            out = base(inputs_embeds=embeds.to(self.device, dtype), use_cache=True, **{self._cache_kw: state.cache})
+            hidden = out.last_hidden_state.to(self.dtype)
         state.length += embeds.shape[1]
         state.last_hidden = hidden[0, -1]
         return hidden
 
+    def _decode_logits(self, hidden: Tensor) -> Tensor:
+        """Logits of the incremental path (the inference copy of the LM head once prepared)."""
+        path = self._inference
+        if path is None:
+            return self._logits(hidden)
+        if path.fast is not None:
+            return path.fast.logits(hidden)
+        logits = path.module.get_output_embeddings()(hidden.to(path.dtype))
+        if self._softcap:
+            logits = torch.tanh(logits / self._softcap) * self._softcap
+        return logits
+
     def _new_cache(self) -> Any:
+        if self._inference is not None and self._inference.fast is not None:
+            return self._inference.fast.new_cache()
         from transformers import DynamicCache
 
         try:
             return DynamicCache(config=self.llm.config)
         except TypeError:  # older transformers
             return DynamicCache()
+
+    # ------------------------------------------------------------------ inference path
+    def resolved_inference_dtype(self) -> torch.dtype:
+        """The dtype ``inference_dtype`` names for this model and device."""
+        name = self.config.inference_dtype
+        if name == "same" or (name == "auto" and self.device.type != "cpu"):
+            return self.dtype
+        if name == "auto":
+            return torch.bfloat16
+        if name == "int8":
+            return torch.int8
+        resolved = _torch_dtype(name) if name in ("float32", "bfloat16", "float16") else None
+        if not isinstance(resolved, torch.dtype):
+            raise ValueError(
+                f"inference_dtype must be float32, bfloat16, float16, int8, same or auto, got {name!r}"
+            )
+        return resolved
+
+    @property
+    def inference_path(self) -> str:
+        """Which path the incremental API runs on, in words (``training weights`` before prepare_inference)."""
+        return "training weights (Hugging Face forward)" if self._inference is None else self._inference.description
+
+    @torch.no_grad()
+    def prepare_inference(self, dtype: str | None = None) -> str:
+        """Run the incremental API on inference weights from now on; returns :attr:`inference_path`.
+
+        ``dtype`` overrides the config's ``inference_dtype``. On CPU, a supported architecture gets the
+        :class:`~omnikit.components.llms.fast_decode.FastDecoder`, checked against the model's own forward on the
+        system prompt (a mismatch warns and keeps the Hugging Face path); elsewhere, or unsupported, Hugging
+        Face's forward runs on a copy in the inference dtype (on ``self.llm`` itself when it is unchanged).
+        ``self.llm``, the fingerprint and ``forward_train`` are untouched; conversations started before this
+        call must be started again. Idempotent; a no-op on the meta device.
+        """
+        if self.is_meta:
+            return self.inference_path
+        if dtype is not None:
+            self.config.inference_dtype = dtype
+        target = self.resolved_inference_dtype()
+        if self._inference is not None and self._inference.dtype == target:
+            return self.inference_path
+        self._system_states.clear()
+        self._inference = None
+        fast = None
+        reason = unsupported_reason(self.llm) if self.device.type == "cpu" else f"device {self.device}"
+        if reason is None:
+            fast = FastDecoder(self.llm, target)
+            probe = self.embed(self.segments.system_ids(self.tokenizer, self.config.system_prompt)
+                               + self.segments.user_prefix_first)
+            try:
+                fast.check_against(self.llm, probe, FAST_CHECK_ATOL.get(target, 0.1))
+            except ValueError as err:
+                warnings.warn(f"{err}; keeping the Hugging Face decode path", stacklevel=2)
+                fast, reason = None, str(err)
+        name = str(target).removeprefix("torch.")
+        if fast is None and target == torch.int8:
+            warnings.warn(f"int8 inference needs the fast decode path ({reason}); using {self.dtype}", stacklevel=2)
+            target = self.dtype
+            name = f"{str(target).removeprefix('torch.')} (int8 unavailable)"
+        if fast is not None:
+            self._inference = _InferencePath(target, fast, self.llm, f"fast decode, {name} weights, pre-allocated KV cache")
+        else:
+            module = self.llm if target == self.dtype else copy.deepcopy(self.llm).to(target)
+            self._inference = _InferencePath(target, None, module, f"Hugging Face forward, {name} weights ({reason})")
+        return self.inference_path
 
     # ------------------------------------------------------------------ incremental API
     @torch.no_grad()
@@ -196,7 +319,9 @@ class HFCausalLM(nn.Module):
         prompt = self.config.system_prompt if system_prompt is None else system_prompt
         cached = self._system_states.get(prompt)
         hidden = None if cached is None else cached.last_hidden
-        if hidden is None or hidden.device != self.device or hidden.dtype != self.dtype:
+        fast = self._inference is not None and self._inference.fast is not None
+        if (hidden is None or hidden.device != self.device or hidden.dtype != self.dtype
+                or isinstance(cached.cache, KVCache) != fast):
             cached = LLMState(cache=self._new_cache(), system_prompt=prompt)
             self._feed(cached, self.embed(self.segments.system_ids(self.tokenizer, prompt)))
             self._system_states[prompt] = cached
@@ -256,7 +381,7 @@ class HFCausalLM(nn.Module):
     ) -> tuple[int, Tensor]:
         hidden = state.last_hidden
         assert hidden is not None
-        token = sample_token(self._logits(hidden), sampling, generator)
+        token = sample_token(self._decode_logits(hidden), sampling, generator)
         state.generated.append(token)
         return token, hidden
 
