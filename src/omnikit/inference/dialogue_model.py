@@ -75,6 +75,9 @@ class DialogueModel:
             if result.unexpected_keys:
                 raise ValueError(f"weights for parameters the model lacks: {result.unexpected_keys[:5]}")
         slots.eval()
+        prepare = getattr(slots["llm"], "prepare_inference", None)
+        if callable(prepare):  # the LLM's decode path in its inference dtype (weights and fingerprint untouched)
+            prepare()
         model_cfg = cfg.get("model") or {}
         pol = model_cfg.get("duplex_policy") or OmegaConf.create(DEFAULT_POLICY)
         vad_node = model_cfg.get("vad") or OmegaConf.create(DEFAULT_VAD)
