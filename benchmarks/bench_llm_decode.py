@@ -1,165 +1,343 @@
-"""Per-token decode time of the frozen LLM: KV cache (``HFCausalLM.step``) vs re-running the whole prefix.
+"""The frozen LLM's cached decode step against its memory-bandwidth floor, per inference dtype, paired in one run.
 
-Default backbone SmolLM2-135M-Instruct (embedded), float32 on CPU, with 2 and then 1 torch threads.
-For each context length L (positions already in the conversation: system prompt, user prefix, 25 prompt
-embeddings and random "audio" embeddings), greedy-decodes ``--tokens`` tokens both ways and reports
-milliseconds per token (median over the tokens).
-Also times the system prefill, a fork (one copy of the cache) and the weight fingerprint.
+For every thread count and inference dtype (``HFCausalLM.prepare_inference``), in one process and in alternating
+rounds so that all three see the same machine:
 
-    python benchmarks/bench_llm_decode.py [--model smollm2-135m-instruct] [--tokens 12] \
-        [--contexts 64 256 512] [--threads 2 1]
+* **omnikit** — ``HFCausalLM.step`` after a real conversation (system prompt, a written question, assistant
+  prefix: about 40 positions), median milliseconds over ``--tokens`` (>= 50) greedy tokens;
+* **Hugging Face** — ``generate`` (greedy, its own KV cache) on the same model in the same dtype and the same
+  context embeddings; per-token times from a logits processor's clock (int8 has no Hugging Face CPU path);
+* **the floor** — the time to stream a buffer of as many bytes as one step reads from the weights at that dtype
+  (``FastDecoder.weight_bytes``: every matrix once, the LM head included), summed as float32 words.
+
+Then the greedy answers (``--answer-tokens`` tokens) to ``--prompts`` (>= 100) written questions, per dtype,
+compared with the float32 training weights' answers: ``agreement_with_fp32`` is the fraction of identical answers.
+
+The machine must be quiet: the run is REFUSED (exit 3, nothing written) when the 1-minute load average exceeds
+0.6 at the start, or when other processes used more than a quarter of a core while the timings ran (from
+/proc/stat minus this process's own CPU time). ``--smoke`` runs a few tokens and prompts, writes nothing and only
+reports the guard (a check that the script works).
+
+    python benchmarks/bench_llm_decode.py [--dtypes float32 bfloat16 int8] [--threads 1 2] [--tokens 64] \\
+        [--prompts 120] [--answer-tokens 32] [--out benchmarks/results/llm_decode.json]
+
+Writes ``benchmarks/results/llm_decode.json``: flat keys for the chosen default (``inference_dtype: auto`` =
+bfloat16 on CPU, at its fastest thread count): ``dtype``, ``threads``, ``ms_per_token``, ``floor_ms``,
+``ratio_to_floor``, ``hf_generate_ms_per_token``, ``agreement_with_fp32``, ``n_prompts``; ``by_dtype`` with every
+dtype and thread count; the machine, its load and the command.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import gc
 import json
 import os
-import platform
 import statistics
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from omnikit.components.llms import kernels
 from omnikit.components.llms.hf_causal_lm import HFCausalLM, HFCausalLMConfig
 from omnikit.components.llms.sampling import GREEDY
-from omnikit.evaluation.machine import cpu_model
+from omnikit.evaluation.machine import machine_info
+
+MAX_LOAD_1M = 0.6
+"""Refuse to measure when the 1-minute load average is above this at the start."""
+MAX_OTHER_CORES = 0.25
+"""Refuse the result when other processes used more than this many cores (on average) during the timings."""
+DEFAULT_DTYPE = "bfloat16"  # what inference_dtype: auto picks on CPU
+RESULTS = Path(__file__).parent / "results" / "llm_decode.json"
+TIMING_QUESTION = "Tell me a long story about a dragon who learns to fly."
+
+_SUBJECTS = ["the moon", "volcanoes", "honey bees", "the ocean", "trains", "chess", "rainbows", "penguins",
+             "the piano", "bread", "glaciers", "owls"]
+_TEMPLATES = ["What is {s}?", "Tell me one fact about {s}.", "Why do people like {s}?",
+              "How would you describe {s} to a child?", "What is the most surprising thing about {s}?",
+              "Can you explain {s} in one sentence?", "What colour is usually associated with {s}?",
+              "Write a short poem about {s}.", "Where can I learn more about {s}?", "Is {s} dangerous?"]
 
 
-def timed(fn, repeats: int = 1) -> float:
+def prompts(n: int) -> list[str]:
+    """``n`` fixed written questions (templates x subjects, in a fixed interleaved order)."""
+    out = [t.format(s=s) for i, s in enumerate(_SUBJECTS) for t in _TEMPLATES[i % 3 :] + _TEMPLATES[: i % 3]]
+    if n > len(out):
+        raise ValueError(f"at most {len(out)} prompts")
+    step = len(out) / n
+    return [out[int(i * step)] for i in range(n)]
+
+
+# ---------------------------------------------------------------------------------------------- machine guard
+def _busy_jiffies() -> int:
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields[:8]) - idle
+
+
+def _self_jiffies() -> int:
+    parts = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    return int(parts[11]) + int(parts[12])  # utime + stime (all threads)
+
+
+class OtherLoad:
+    """Cores used by other processes between ``start()`` and ``cores()`` (Linux /proc; None elsewhere)."""
+
+    def __init__(self) -> None:
+        self.ok = Path("/proc/stat").exists()
+        self.tick = os.sysconf("SC_CLK_TCK") if self.ok else 100
+
+    def start(self) -> None:
+        if self.ok:
+            self.t0, self.busy0, self.self0 = time.monotonic(), _busy_jiffies(), _self_jiffies()
+
+    def cores(self) -> float | None:
+        if not self.ok:
+            return None
+        elapsed = time.monotonic() - self.t0
+        other = (_busy_jiffies() - self.busy0) - (_self_jiffies() - self.self0)
+        return round(max(other, 0) / self.tick / max(elapsed, 1e-9), 3)
+
+
+# ---------------------------------------------------------------------------------------------- measurements
+def median_ms(values: list[float]) -> float:
+    return round(statistics.median(values) * 1e3, 2)
+
+
+def open_answer(m: HFCausalLM, question: str) -> tuple[Any, int, float]:
+    """A conversation with ``question`` asked and the assistant turn opened: (state, first token, its ms)."""
+    state = m.new_conversation()
+    m.append_text_user_turn(state, question)
+    start = time.perf_counter()
+    token, _ = m.start_assistant(state, GREEDY)
+    return state, token, (time.perf_counter() - start) * 1e3
+
+
+def time_steps(m: HFCausalLM, tokens: int) -> tuple[list[float], int, float]:
+    """Per-token seconds of ``step`` over ``tokens`` greedy tokens (an end of turn is replaced by a comma so the
+    answer keeps going), the context length, and the first-token milliseconds."""
+    state, token, first_ms = open_answer(m, TIMING_QUESTION)
+    context = state.length
+    filler = m.tokenize(",")[0]
+    times = []
+    for _ in range(tokens):
+        if m.is_end_of_turn(token):
+            token = filler
+        start = time.perf_counter()
+        token, _ = m.step(state, token, GREEDY)
+        times.append(time.perf_counter() - start)
+    return times, context, first_ms
+
+
+def context_embeddings(m: HFCausalLM) -> torch.Tensor:
+    """The same positions as ``time_steps``' conversation, as one (1, L, H) embedding sequence."""
+    seg = m.segments
+    ids = (seg.system_ids(m.tokenizer, m.config.system_prompt) + seg.user_prefix_first
+           + m.tokenize(TIMING_QUESTION) + seg.assistant_prefix)
+    return m.embed(ids)[None]
+
+
+def time_hf_generate(model: Any, embeds: torch.Tensor, tokens: int) -> list[float]:
+    """Per-token seconds of Hugging Face ``generate`` (greedy, default cache) after ``embeds``."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class Clock(LogitsProcessor):
+        def __init__(self) -> None:
+            self.stamps: list[float] = []
+
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            self.stamps.append(time.perf_counter())
+            return scores
+
+    clock = Clock()
+    dtype = next(model.parameters()).dtype
+    with torch.no_grad():
+        model.generate(
+            inputs_embeds=embeds.to(dtype), attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long),
+            max_new_tokens=tokens + 1, min_new_tokens=tokens + 1, do_sample=False,
+            logits_processor=LogitsProcessorList([clock]), pad_token_id=model.config.eos_token_id,
+            temperature=None, top_p=None, top_k=None,
+        )
+    return [b - a for a, b in zip(clock.stamps, clock.stamps[1:], strict=False)]
+
+
+def time_floor(nbytes: int, repeats: int) -> list[float]:
+    """Seconds to stream ``nbytes`` bytes through memory (a float32 sum over a fresh buffer of that size)."""
+    buf = torch.ones(nbytes // 4, dtype=torch.float32)
+    buf.sum()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn()
+        buf.sum()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    del buf
+    return times
 
 
-def conversation(m: HFCausalLM, context: int):
-    """A state holding ``context`` positions (system + user prefix + prompt + audio), ready to answer."""
-    state = m.new_conversation()
-    m.start_user_turn(state)
-    n_audio = max(1, context - state.length - len(m.segments.assistant_prefix))
-    gen = torch.Generator().manual_seed(0)
-    m.append_audio(state, torch.randn(1, n_audio, m.hidden_size, generator=gen) * 0.02)
-    return state
+def answers(m: HFCausalLM, questions: list[str], max_tokens: int) -> list[list[int]]:
+    out = []
+    for q in questions:
+        state = m.new_conversation()
+        m.append_text_user_turn(state, q)
+        out.append(m.generate(state, max_new_tokens=max_tokens)[0])
+    return out
 
 
-@torch.no_grad()
-def bench_context(m: HFCausalLM, context: int, tokens: int) -> dict:
-    """Greedy decode ``tokens`` tokens after ``context`` positions, with the cache and by re-running.
-
-    The cached loop is what ``HFCausalLM.step`` does (feed one embedding on top of the cache, project the
-    last hidden state), written out so that an early end-of-turn token does not stop the measurement.
-    """
-    state = conversation(m, context)
-    start = time.perf_counter()
-    token, _ = m.start_assistant(state, GREEDY)
-    first = time.perf_counter() - start
-    prefix_len = state.length
-    cached_ids = [token]
-    cached_times = []
-    for _ in range(tokens - 1):
-        start = time.perf_counter()
-        hidden = m._feed(state, m.embed([token]))[0, -1]
-        token = int(m._logits(hidden).argmax())
-        cached_times.append(time.perf_counter() - start)
-        cached_ids.append(token)
-    cached = statistics.median(cached_times)
-
-    seq = _sequence(m, context)  # the same positions, re-run in full for every new token
-    assert seq.shape[0] == prefix_len
-    rerun_ids = []
-    rerun_times = []
-    for _ in range(tokens):
-        start = time.perf_counter()
-        hidden = m._base(inputs_embeds=seq[None], use_cache=False).last_hidden_state[0, -1]
-        token = int(m._logits(hidden).argmax())
-        rerun_times.append(time.perf_counter() - start)
-        rerun_ids.append(token)
-        seq = torch.cat([seq, m.embed([token])])
-    rerun = statistics.median(rerun_times)
-    return {
-        "context_positions": prefix_len,
-        "new_tokens": tokens,
-        "first_token_ms": round(first * 1e3, 2),
-        "cached_ms_per_token": round(cached * 1e3, 2),
-        "rerun_prefix_ms_per_token": round(rerun * 1e3, 2),
-        "speedup": round(rerun / cached, 1),
-        "same_tokens": rerun_ids == cached_ids,
-    }
-
-
-def _sequence(m: HFCausalLM, context: int) -> torch.Tensor:
-    seg = m.segments
-    head = m.embed(seg.system_ids(m.tokenizer, m.config.system_prompt) + seg.user_prefix_first)
-    head = torch.cat([head, m.prompt_embeddings.detach()])
-    n_audio = max(1, context - head.shape[0] - len(seg.assistant_prefix))
-    gen = torch.Generator().manual_seed(0)
-    audio = torch.randn(n_audio, m.hidden_size, generator=gen) * 0.02
-    return torch.cat([head, audio, m.embed(seg.assistant_prefix)])
-
-
-def run_threads(m: HFCausalLM, threads: int, contexts: list[int], tokens: int) -> dict:
-    torch.set_num_threads(threads)
-    m.new_conversation()  # warm up
-    prefill = timed(lambda: (m._system_states.clear(), m.new_conversation()), repeats=3)
-    state = conversation(m, max(contexts))
-    fork_ms = timed(lambda: m.fork(state), repeats=5) * 1e3
-    return {
-        "torch_threads": threads,
-        "system_prefill_ms": round(prefill * 1e3, 1),
-        "fork_ms_at_max_context": round(fork_ms, 2),
-        "decode": [bench_context(m, c, tokens) for c in contexts],
-    }
+def prefix_agreement(a: list[int], b: list[int]) -> float:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n / max(len(a), len(b), 1)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--tokens", type=int, default=12)
-    parser.add_argument("--contexts", type=int, nargs="+", default=[64, 256, 512])
-    parser.add_argument("--threads", type=int, nargs="+", default=[2, 1])
-    parser.add_argument("--out", default="benchmarks/results/llm_decode.json")
-    args = parser.parse_args()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16", "int8"])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--tokens", type=int, default=64, help="timed decode tokens per measurement (>= 50)")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of (floor, omnikit, HF) per setting")
+    ap.add_argument("--prompts", type=int, default=120, help="written questions for the agreement (>= 100)")
+    ap.add_argument("--answer-tokens", type=int, default=32)
+    ap.add_argument("--smoke", action="store_true", help="a few tokens and prompts; report, write nothing")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    if args.smoke:
+        args.tokens, args.rounds, args.prompts, args.answer_tokens = 8, 1, 4, 8
+    elif args.tokens < 50 or args.prompts < 100:
+        ap.error("the committed result needs --tokens >= 50 and --prompts >= 100 (use --smoke for a quick check)")
+
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    if load_start[0] > MAX_LOAD_1M and not args.smoke:
+        print(f"REFUSED: the machine is busy (1-minute load average {load_start[0]} > {MAX_LOAD_1M}); run again "
+              "when it is quiet. Nothing written.", file=sys.stderr)
+        sys.exit(3)
+
     torch.manual_seed(0)
-
-    torch.set_num_threads(args.threads[0])
-    start = time.perf_counter()
     m = HFCausalLM(HFCausalLMConfig(model=args.model, dtype="float32", device="cpu"))
-    load_s = time.perf_counter() - start
-    fingerprint_s = timed(m.fingerprint)
-    runs = [run_threads(m, t, args.contexts, args.tokens) for t in args.threads]
-    load_after = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
+    fingerprint = m.fingerprint()
+    questions = prompts(args.prompts)
+    kernel_lib = kernels.load()
+    other = OtherLoad()
 
-    result = {
-        "benchmark": "llm_decode",
+    # ---- timings: every (threads, dtype), alternating floor / omnikit / HF rounds
+    timing: dict[str, dict[str, Any]] = {}
+    other.start()
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for name in args.dtypes:
+            m.prepare_inference(name)
+            fast = m.fast_decoder
+            nbytes = fast.weight_bytes() if fast is not None else None
+            hf_model = None
+            if name != "int8":
+                hf_model = m.llm if name == "float32" else copy.deepcopy(m.llm).to(getattr(torch, name))
+            embeds = context_embeddings(m)
+            time_steps(m, 4)  # warm-up (kernels loaded, caches allocated)
+            steps: list[float] = []
+            hf: list[float] = []
+            floor: list[float] = []
+            firsts: list[float] = []
+            context = 0
+            for _ in range(args.rounds):
+                if nbytes is not None:
+                    floor += time_floor(nbytes, 15)
+                s, context, first = time_steps(m, args.tokens)
+                steps += s
+                firsts.append(first)
+                if hf_model is not None:
+                    hf += time_hf_generate(hf_model, embeds, args.tokens)
+            entry: dict[str, Any] = {
+                "path": m.inference_path,
+                "weight_bytes": nbytes,
+                "context_positions": context,
+                "timed_tokens": len(steps),
+                "ms_per_token": median_ms(steps),
+                "ms_per_token_p90": round(sorted(steps)[int(0.9 * (len(steps) - 1))] * 1e3, 2),
+                "first_token_ms": round(statistics.median(firsts), 2),
+                "floor_ms": median_ms(floor) if floor else None,
+                "hf_generate_ms_per_token": median_ms(hf) if hf else None,
+            }
+            if floor:
+                entry["ratio_to_floor"] = round(entry["ms_per_token"] / entry["floor_ms"], 2)
+                entry["floor_GB_per_s"] = round(nbytes / (entry["floor_ms"] / 1e3) / 1e9, 1)
+            timing.setdefault(name, {})[str(threads)] = entry
+            print(f"threads={threads} {name}: {json.dumps(entry)}", flush=True)
+            del hf_model
+            gc.collect()
+    other_cores = other.cores()
+
+    # ---- agreement with the float32 training weights' greedy answers
+    torch.set_num_threads(max(args.threads))
+    m.release_inference()  # back on the training weights (Hugging Face forward, float32): the reference
+    start = time.perf_counter()
+    reference = answers(m, questions, args.answer_tokens)
+    agreement: dict[str, dict[str, Any]] = {}
+    for name in args.dtypes:
+        m.prepare_inference(name)
+        got = answers(m, questions, args.answer_tokens)
+        same = [a == b for a, b in zip(got, reference, strict=True)]
+        agreement[name] = {
+            "agreement_with_fp32": round(sum(same) / len(same), 4),
+            "mean_prefix_agreement": round(statistics.mean(prefix_agreement(a, b) for a, b in zip(got, reference, strict=True)), 4),
+            "examples_differing": [
+                {"prompt": q, "fp32": m.tokenizer.decode(b), name: m.tokenizer.decode(a)}
+                for q, a, b, s in zip(questions, got, reference, same, strict=True) if not s
+            ][:3],
+        }
+        print(f"{name}: agreement {agreement[name]['agreement_with_fp32']}", flush=True)
+    agreement_s = time.perf_counter() - start
+    assert m.fingerprint() == fingerprint, "the frozen weights changed"
+
+    load_end = [round(x, 2) for x in os.getloadavg()]
+    busy = other_cores is not None and other_cores > MAX_OTHER_CORES
+    by_dtype = {name: {"threads": timing[name], **agreement[name]} for name in args.dtypes}
+    default = DEFAULT_DTYPE if DEFAULT_DTYPE in timing else args.dtypes[0]
+    best_threads = min(timing[default], key=lambda t: timing[default][t]["ms_per_token"])
+    chosen = timing[default][best_threads]
+    result: dict[str, Any] = {
+        "dtype": default,
+        "threads": int(best_threads),
+        "ms_per_token": chosen["ms_per_token"],
+        "floor_ms": chosen["floor_ms"],
+        "ratio_to_floor": chosen.get("ratio_to_floor"),
+        "hf_generate_ms_per_token": chosen["hf_generate_ms_per_token"],
+        "agreement_with_fp32": agreement[default]["agreement_with_fp32"],
+        "n_prompts": len(questions),
+        "by_dtype": by_dtype,
+        "bars": {"ratio_to_floor_max": 1.5, "agreement_with_fp32_min": 0.95,
+                 "ms_per_token_below_hf_generate": True},
         "model": args.model,
         "llm_parameters": sum(p.numel() for p in m.llm.parameters()),
-        "dtype": "float32",
-        "device": "cpu",
-        "load_s": round(load_s, 2),
-        "fingerprint_s": round(fingerprint_s, 2),
-        "runs": runs,
-        "machine": {
-            "cpu": cpu_model(),
-            "cores": os.cpu_count(),
-            "torch": torch.__version__,
-            "transformers": __import__("transformers").__version__,
-            "python": platform.python_version(),
-            "load_average_after": load_after,
-            "note": "CPU shared with other engineers' jobs while measuring (load average above the 2 cores); "
-            "numbers are noisy upper bounds, and 2 threads suffer most from the contention.",
-        },
-        "command": "python benchmarks/bench_llm_decode.py "
-        + " ".join(
-            f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()
-        ),
+        "training_dtype": "float32",
+        "fingerprint_unchanged": True,
+        "kernels": str(kernel_lib.path) if kernel_lib is not None else None,
+        "answer_tokens": args.answer_tokens,
+        "agreement_wall_s": round(agreement_s, 1),
+        "guard": {"max_load_1m_at_start": MAX_LOAD_1M, "max_other_cores_during_timing": MAX_OTHER_CORES,
+                  "load_average_start": load_start, "load_average_end": load_end,
+                  "other_processes_cores_during_timing": other_cores},
+        "machine": machine_info(torch_threads=list(args.threads)),
+        "command": "python benchmarks/bench_llm_decode.py " + " ".join(sys.argv[1:]),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "by_dtype"}, indent=2))
+    if args.smoke:
+        print(f"smoke run: nothing written (other processes used {other_cores} cores; a real run "
+              f"{'would be REFUSED' if busy else 'would pass the guard'})")
+        return
+    if busy:
+        print(f"REFUSED: other processes used {other_cores} cores while timing (> {MAX_OTHER_CORES}); run again "
+              "when the machine is quiet. Nothing written.", file=sys.stderr)
+        sys.exit(3)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

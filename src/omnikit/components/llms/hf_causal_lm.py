@@ -269,6 +269,16 @@ class HFCausalLM(nn.Module):
         """Which path the incremental API runs on, in words (``training weights`` before prepare_inference)."""
         return "training weights (Hugging Face forward)" if self._inference is None else self._inference.description
 
+    @property
+    def fast_decoder(self) -> FastDecoder | None:
+        """The fast decode path once prepared on CPU (its ``weight_bytes()`` is what one step reads), else None."""
+        return None if self._inference is None else self._inference.fast
+
+    def release_inference(self) -> None:
+        """Back to the training weights for the incremental API (drops the inference copy)."""
+        self._inference = None
+        self._system_states.clear()
+
     @torch.no_grad()
     def prepare_inference(self, dtype: str | None = None) -> str:
         """Run the incremental API on inference weights from now on; returns :attr:`inference_path`.
