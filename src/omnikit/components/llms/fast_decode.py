@@ -129,6 +129,17 @@ def _eps(norm: Any) -> float:
 
 
 
+def _activation_name(act: Any) -> str | None:
+    """``silu`` or ``gelu_tanh`` when the MLP activation computes one of them (checked on values), else None."""
+    probe = torch.linspace(-6, 6, 97)
+    with torch.no_grad():
+        got = act(probe)
+    for name, ref in (("silu", F.silu(probe)), ("gelu_tanh", F.gelu(probe, approximate="tanh"))):
+        if torch.allclose(got, ref, atol=1e-5, rtol=1e-4):
+            return name
+    return None
+
+
 def quantize_rows(weight: Tensor) -> tuple[Tensor, Tensor]:
     """Symmetric int8 per output row: ``weight ≈ q * scale[:, None]`` (weight-only quantisation)."""
     w = weight.detach().float()
@@ -139,33 +150,44 @@ def quantize_rows(weight: Tensor) -> tuple[Tensor, Tensor]:
 
 class StepMatrix:
     """One weight matrix of the decode step, stored in the inference dtype: ``y = W x (+ b)`` for one float32
-    vector ``x``, float32 out. Uses :mod:`~omnikit.components.llms.kernels` when loaded, else torch."""
+    vector ``x``, float32 out. Uses :mod:`~omnikit.components.llms.kernels` (weights repacked for them) when
+    they are loaded and the width is a multiple of 16, else torch's own product."""
 
     def __init__(self, weight: Tensor, bias: Tensor | None, dtype: torch.dtype, kernels: Any) -> None:
+        self.rows, self.cols = (int(n) for n in weight.shape)
+        self.dtype = dtype
         self.scale: Tensor | None = None
         if dtype == torch.int8:
-            self.weight, self.scale = quantize_rows(weight)
+            stored, self.scale = quantize_rows(weight)
         else:
-            self.weight = weight.detach().to(dtype).contiguous()
+            stored = weight.detach().to(dtype).contiguous()
         self.bias = None if bias is None else bias.detach().float().contiguous()
-        self.kernels = kernels if kernels is not None and kernels.supports(self.weight.dtype) else None
-        self.rows = int(self.weight.shape[0])
+        usable = kernels is not None and kernels.supports(dtype) and self.cols % kernels_mod.COL_CHUNK == 0
+        self.kernels = kernels if usable else None
+        self.weight = kernels_mod.pack(stored) if usable else stored  # packed (flat) for the kernels
 
     @property
     def nbytes(self) -> int:
+        """Bytes read per product (padding rows included; scales for int8)."""
         extra = 0 if self.scale is None else self.scale.numel() * 4
         return self.weight.numel() * self.weight.element_size() + extra
+
+    def dense(self) -> Tensor:
+        """The float32 ``(rows, cols)`` matrix this stands for (as rounded or quantised)."""
+        w = kernels_mod.unpack(self.weight, self.rows, self.cols) if self.kernels is not None else self.weight
+        w = w.float()
+        return w if self.scale is None else w * self.scale[:, None]
 
     def __call__(self, x: Tensor, out: Tensor | None = None) -> Tensor:
         """``x`` (cols,) float32 contiguous -> (rows,) float32 (written into ``out`` when given)."""
         if self.kernels is not None:
             if out is None:
                 out = torch.empty(self.rows, dtype=torch.float32, device=x.device)
-            return self.kernels.gemv(self.weight, x, out, self.bias, self.scale)
+            return self.kernels.gemv(self.weight, self.rows, self.cols, x, out, self.bias, self.scale)
         if self.scale is not None:
             y = torch.ops.aten._weight_int8pack_mm(x[None], self.weight, self.scale)[0]
         else:
-            y = F.linear(x.to(self.weight.dtype), self.weight).float()
+            y = F.linear(x.to(self.dtype), self.weight).float()
         return y if self.bias is None else y + self.bias
 
 
@@ -250,6 +272,25 @@ class FastDecoder:
             self.head_ref = model.get_output_embeddings().weight  # the model's own LM head (exact refinement)
             self.lm_head = step(self.head_ref)
         self.intermediate = self.layers[0]["gate_up"].rows // 2
+        self.program = self._compile_step(_activation_name(base.layers[0].mlp.act_fn))
+
+    def _compile_step(self, act: str | None) -> kernels_mod.StepProgram | None:
+        """The whole step as one C call when the kernels run every matrix (else the torch loop in ``_step``)."""
+        mats = [layer[k] for layer in self.layers for k in ("qkv", "o", "gate_up", "down")]
+        if self.kernels is None or act is None or self.head_dim % 2 or any(m.kernels is None for m in mats):
+            return None
+        tables = [
+            {"qkv": w["qkv"].weight, "o": w["o"].weight, "gate_up": w["gate_up"].weight, "down": w["down"].weight,
+             "qkv_bias": w["qkv"].bias, "qkv_scale": w["qkv"].scale, "o_scale": w["o"].scale,
+             "gate_up_scale": w["gate_up"].scale, "down_scale": w["down"].scale,
+             "norm1": w["norm1"], "norm2": w["norm2"]}
+            for w in self.layers
+        ]
+        return kernels_mod.StepProgram(
+            self.kernels, tables, hidden=self.hidden_size, heads=self.heads, kv_heads=self.kv_heads,
+            head_dim=self.head_dim, inter=self.intermediate, act=act, dtype=self.dtype, eps=self.layers[0]["eps"],
+            final_norm=self.final_norm, final_eps=self.final_eps,
+        )
 
     # ------------------------------------------------------------------ sizes
     def weight_bytes(self) -> int:
@@ -288,17 +329,22 @@ class FastDecoder:
         embeds = embeds.reshape(-1, self.hidden_size)
         cache.reserve(cache.length + embeds.shape[0])
         if embeds.shape[0] == 1:
-            x = self._step(embeds[0], cache)[None]
-        else:
-            x = self._prefill(embeds, cache)
+            return self._step(embeds[0], cache)[None]
+        x = self._prefill(embeds, cache)
         return F.rms_norm(x, (self.hidden_size,), self.final_norm, self.final_eps)
 
     def _step(self, embed: Tensor, cache: KVCache) -> Tensor:
-        """One position on the inference-dtype matrices; returns the (H,) residual stream before the final norm."""
+        """One position on the inference-dtype matrices; returns the (H,) final-norm hidden state."""
         pos = cache.length
         end = pos + 1
-        x = embed.to(self.device, torch.float32, copy=True)
+        x = embed.to(self.device, torch.float32, copy=True).contiguous()
         rope = self._rope_table(end)[pos]  # (hd/2,) complex
+        if self.program is not None:  # one C call for the whole layer stack
+            out = torch.empty(self.hidden_size, dtype=torch.float32, device=self.device)
+            scratch = self._buffer("step", self.program.scratch_floats + cache.capacity)
+            self.program(x, out, cache.k, cache.v, pos, rope, scratch)
+            cache.length = end
+            return out
         hd, nq, nkv, size = self.head_dim, self.heads, self.kv_heads, self.hidden_size
         qk_rows = (nq + nkv) * hd
         for i, w in enumerate(self.layers):
@@ -314,7 +360,7 @@ class FastDecoder:
             gu = w["gate_up"](h, self._buffer("gate_up", w["gate_up"].rows))
             x.add_(w["down"](w["act"](gu[: self.intermediate]) * gu[self.intermediate :], self._buffer("down", size)))
         cache.length = end
-        return x
+        return F.rms_norm(x, (size,), self.final_norm, self.final_eps)
 
     def _prefill(self, embeds: Tensor, cache: KVCache) -> Tensor:
         """Several positions as matrix-matrix products on the model's own weights; returns (n, H) residuals."""
@@ -354,7 +400,7 @@ class FastDecoder:
         largest are recomputed with the model's own LM-head rows, so rounding does not choose the token."""
         hidden = hidden.to(self.device, torch.float32).reshape(-1).contiguous()
         logits = self.lm_head(hidden)
-        if self.lm_head.weight.dtype != self.head_ref.dtype:
+        if self.lm_head.dtype != self.head_ref.dtype:
             top = torch.topk(logits, min(REFINE_TOP, logits.numel())).indices
             logits[top] = self.head_ref[top].float() @ hidden
         if self.softcap:
