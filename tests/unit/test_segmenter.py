@@ -94,3 +94,17 @@ def test_clean_segment_text():
     assert clean_segment_text("Really?") == "Really?"
     assert clean_segment_text("## Title\nBody!") == "Title Body!"
     assert clean_segment_text("  \n ") == ""
+
+
+def test_first_segment_cut_after_a_few_words_at_a_word_boundary():
+    seg = TextSegmenter(SegmenterConfig(first_max_tokens=4))
+    deltas = ["The", " cap", "ital", " of", " France", " is", " Paris", ".", " It", " is", " big", "."]
+    out = feed(seg, deltas)
+    # four tokens reached inside "capital of": the cut waits for the next word (" France") and leaves it out
+    assert [s.text for s in out] == ["The capital of", " France is Paris.", " It is big."]
+    assert out[0].token_ids == [0, 1, 2, 3] and out[1].token_ids[0] == 4
+    assert out[1].hidden[:, 0].tolist()[0] == 4.0
+    # only the first segment is cut without punctuation
+    seg = TextSegmenter(SegmenterConfig(first_max_tokens=2, min_tokens=1))
+    out = feed(seg, ["A", ".", " b", " c", " d", " e", "."])
+    assert [s.text for s in out] == ["A.", " b c d e."]

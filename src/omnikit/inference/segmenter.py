@@ -31,6 +31,10 @@ class SegmenterConfig:
     first_segment_comma: bool = param(
         True, "The first segment of an answer may close at a comma/colon (lower time to first audio)."
     )
+    first_max_tokens: int = param(
+        0, "The first segment also closes at the first word boundary once it holds this many tokens, without "
+        "punctuation (0 = off; the token that starts the next word opens the next segment)."
+    )
     sentence_chars: str = param("。：？！.?!\n", "Characters that close any segment (sentence ends).")
     clause_chars: str = param(
         ",，。：？！.:?!\n", "Characters that close the first segment or a long one (sentence + clause ends)."
@@ -69,13 +73,22 @@ class TextSegmenter:
     def push(self, delta_text: str, token_id: int, hidden: Tensor | None = None) -> Segment | None:
         """Add one generated token; return the segment it closes, if any. ``hidden``: (D,), (1, D) or
         (1, 1, D)."""
+        cfg = self.config
+        if (cfg.first_max_tokens and self._emitted == 0 and len(self._ids) >= cfg.first_max_tokens
+                and delta_text[:1].isspace() and self._text.strip()):
+            seg = self._emit(final=False)  # cut before the word this token starts
+            self._append(delta_text, token_id, hidden)
+            return seg
+        self._append(delta_text, token_id, hidden)
+        if self._should_close(delta_text):
+            return self._emit(final=False)
+        return None
+
+    def _append(self, delta_text: str, token_id: int, hidden: Tensor | None) -> None:
         self._text += delta_text
         self._ids.append(int(token_id))
         if hidden is not None:
             self._hidden.append(hidden.reshape(-1))
-        if self._should_close(delta_text):
-            return self._emit(final=False)
-        return None
 
     def flush(self) -> Segment | None:
         """End of answer: return the remainder (if it has any text) and reset for the next answer."""
