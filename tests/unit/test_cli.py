@@ -196,14 +196,23 @@ def test_run_trains_then_the_cli_evaluates_when_the_recipe_has_an_eval_section(f
 
     calls: list[tuple] = []
     monkeypatch.setattr(stage_runner, "run_recipe", lambda cfg, out, **kw: calls.append(("train", out, kw)))
-    monkeypatch.setattr(report, "evaluate_run", lambda out, *a, **kw: calls.append(("eval", out)))
+
+    def fake_eval(out, *a, **kw):
+        calls.append(("eval", out))
+        (out / "eval" / "demo").mkdir(parents=True, exist_ok=True)
+        (out / "eval" / "demo" / "question.wav").write_bytes(b"")
+
+    monkeypatch.setattr(report, "evaluate_run", fake_eval)
     body = "model: {encoder: {name: fake_encoder, args: {vocab: 5}}}\nschedule: [s]\nstages: {s: {trainable: [encoder]}}\n"
     run = tmp_path / "run"
     with_eval = recipe(tmp_path, body + "eval: {limit: 2}\n")
     res = runner.invoke(app, ["run", with_eval, "--run-dir", str(run)])
     assert res.exit_code == 0, res.output
     assert [c[0] for c in calls] == ["train", "eval"] and calls[1][1] == run
+    run = run.resolve()
     assert f"report: {run / 'eval' / 'report.md'}" in res.output
+    # the closing lines name the demo and the exact chat command for the finished run
+    assert f"talk to it: omnikit chat {run} --input {run / 'eval' / 'demo' / 'question.wav'}" in res.output
     for extra in (["--stage", "s"], ["--dry-run"]):  # one stage, or a dry run: no report
         calls.clear()
         assert runner.invoke(app, ["run", with_eval, "--run-dir", str(run), *extra]).exit_code == 0

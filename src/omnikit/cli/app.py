@@ -107,7 +107,19 @@ def run(
             from omnikit.evaluation.report import evaluate_run
 
             evaluate_run(out)
-            typer.echo(f"report: {out / 'eval' / 'report.md'}")
+            _say_where(out)
+
+
+def _say_where(run_dir: Path) -> None:
+    """The end of a full run: where the report and the demo are, and the exact line to talk to the result."""
+    run_dir = run_dir.resolve()
+    ev = run_dir / "eval"
+    typer.echo(f"report: {ev / 'report.md'}")
+    demo = ev / "demo"
+    if (demo / "question.wav").exists():
+        typer.echo(f"demo:   {demo} (question.wav, answer.wav, transcript.txt)")
+        typer.echo(f"talk to it: omnikit chat {run_dir} --input {demo / 'question.wav'} -o answer.wav")
+    typer.echo(f"or type:    omnikit chat {run_dir} --text \"What is the capital of France?\" -o answer.wav")
 
 
 @app.command()
