@@ -133,6 +133,30 @@ def time_steps(m: HFCausalLM, tokens: int) -> tuple[list[float], int, float]:
     return times, context, first_ms
 
 
+def step_breakdown(m: HFCausalLM, tokens: int) -> dict[str, float]:
+    """Median ms of a step's parts on the fast path: the layer stack (one C call with the kernels), the LM head
+    (with the exact top-logit refinement), and everything else ``step`` does (embedding, sampling, bookkeeping)."""
+    fast = m.fast_decoder
+    assert fast is not None
+    state, token, _ = open_answer(m, TIMING_QUESTION)
+    stack, head, total = [], [], []
+    for _ in range(tokens):
+        t0 = time.perf_counter()
+        embed = m.embed([token])
+        t1 = time.perf_counter()
+        hidden = fast.forward(embed, state.cache)[0]
+        t2 = time.perf_counter()
+        token = int(fast.logits(hidden).argmax())
+        t3 = time.perf_counter()
+        state.length += 1
+        stack.append(t2 - t1)
+        head.append(t3 - t2)
+        total.append(t3 - t0)
+    out = {"layers_ms": median_ms(stack), "lm_head_ms": median_ms(head), "step_ms": median_ms(total)}
+    out["other_ms"] = round(out["step_ms"] - out["layers_ms"] - out["lm_head_ms"], 2)
+    return out
+
+
 def context_embeddings(m: HFCausalLM) -> torch.Tensor:
     """The same positions as ``time_steps``' conversation, as one (1, L, H) embedding sequence."""
     seg = m.segments
@@ -264,6 +288,9 @@ def main() -> None:
                 "floor_ms": median_ms(floor) if floor else None,
                 "hf_generate_ms_per_token": median_ms(hf) if hf else None,
             }
+            if fast is not None:
+                entry["breakdown"] = step_breakdown(m, args.tokens)
+                entry["one_c_call_per_step"] = fast.program is not None
             if floor:
                 entry["ratio_to_floor"] = round(entry["ms_per_token"] / entry["floor_ms"], 2)
                 entry["floor_GB_per_s"] = round(nbytes / (entry["floor_ms"] / 1e3) / 1e9, 1)
