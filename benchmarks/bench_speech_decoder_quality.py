@@ -56,12 +56,12 @@ def render(decoder, codec, llm, text: str, timings: dict | None = None) -> torch
     return codec.decode(tokens[None].to(next(codec.parameters()).device))[0].detach().float().cpu()
 
 
-def first_chunk_ms(decoder, llm, texts: list[str]) -> float:
+def first_chunk_ms(decoder, llm, texts: list[str], codec=None) -> float:
     times = []
     for text in texts:
         emb = llm.text_embeddings(text)[None].float()
         t0 = time.perf_counter()
-        next(iter(decoder.generate(emb, None, top_k=1, first_chunk=20, chunk=40)))
+        next(iter(decoder.generate(emb, None, top_k=1, first_chunk=20, chunk=40, text=text, codec=codec)))
         times.append((time.perf_counter() - t0) * 1000.0)
     return round(statistics.median(times), 1)
 
@@ -72,6 +72,8 @@ def main() -> None:
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--limit", type=int, default=120)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--history", type=Path, default=None,
+                    help="JSON list of earlier by_decoder rows (other runs, other settings) to keep next to this one")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMNIKIT_THREADS", "2")))
     load_before = os.getloadavg()
@@ -124,13 +126,16 @@ def main() -> None:
         "decoder": decoder_name,
         "train_minutes": round(train_s / 60.0, 2),
         "cores": os.cpu_count(),
-        "first_chunk_ms_decoder": first_chunk_ms(decoder, llm, texts),
-        "first_chunk_ms_nar_ar": first_chunk_ms(nar_ar, llm, texts),
+        "first_chunk_ms_decoder": first_chunk_ms(decoder, llm, texts, codec),
+        "first_chunk_ms_nar_ar": first_chunk_ms(nar_ar, llm, texts, codec),
         "by_decoder": {
-            decoder_name: {"wer": wers[decoder_name], "train_minutes": round(train_s / 60.0, 2)},
+            decoder_name: {"wer": wers[decoder_name], "train_minutes": round(train_s / 60.0, 2),
+                           "args": OmegaConf.to_container(cfg.model.speech_decoder.args, resolve=True),
+                           "steps": int(read_done(args.run_dir, decoder_stage).get("steps") or 0) if decoder_stage else 0},
             "cascade_tts": {"wer": wers["cascade_tts"], "train_minutes": 0.0,
                             "note": "baseline: the assistant TTS voice through the codec; nothing trained"},
         },
+        "history": json.loads(args.history.read_text()) if args.history else [],
         "codec": str(cfg.model.codec.name),
         "demo": demo,
         "run_dir": str(args.run_dir),

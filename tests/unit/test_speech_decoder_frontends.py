@@ -55,3 +55,21 @@ def test_phonemes_come_from_hibaris_g2p():
     ids, w = text_symbols("Hello there.", "phonemes")
     assert len(ids) == len(ps) and int(ids.max()) < vocab_size("phonemes") and int(ids.min()) >= 2
     assert w[[i for i, c in enumerate(ps) if c in " ˈˌ"]].sum() == 0 and w.sum() > 5
+
+
+def test_fitted_prior_learns_which_symbols_last_longer():
+    from omnikit.components.speech_decoders.frontends import FittedPrior
+
+    prior = FittedPrior("chars", strength=0.01)  # nearly least squares
+    a, b, dot = CHAR_VOCAB["a"], CHAR_VOCAB["b"], CHAR_VOCAB["."]
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):  # 'a' lasts 4 frames, 'b' 1, '.' 6; spaces nothing
+        na, nb = torch.randint(1, 6, (2,), generator=g).tolist()
+        ids = torch.tensor([[a] * na + [CHAR_VOCAB[" "]] + [b] * nb + [dot]])
+        prior.update(ids, torch.tensor([ids.shape[1]]), torch.tensor([4 * na + nb + 6]))
+    w = prior.weights()
+    assert w[a] == pytest.approx(4.0, rel=0.05) and w[b] == pytest.approx(1.0, rel=0.1)
+    assert w[dot] == pytest.approx(6.0, rel=0.1) and w[CHAR_VOCAB[" "]] == 0 and w[0] == 0
+    # no data yet: the flat prior (every weighted symbol equal)
+    fresh = FittedPrior("chars").weights()
+    assert fresh[a] == fresh[b] == fresh[dot] and fresh[CHAR_VOCAB[" "]] == 0

@@ -340,3 +340,15 @@ def test_symbolic_decoder_passes_the_conformance_kit():
 
     check_speech_decoder(make(), cond_dim=COND, codebook_size=CB, max_tokens=40,
                          generate_kwargs={"codec": SnapCodec()}, fresh=make)
+
+
+def test_fitted_symbol_prior_updates_in_training_only():
+    model = symbolic(symbol_prior="fitted").train()
+    text, _, tokens = batch()
+    model(text, TEXT_LENS, None, None, tokens, TOKEN_LENS, texts=TEXTS, token_features=features_batch())
+    seen = model.prior.frames.item()
+    assert seen == TOKEN_LENS.sum().item() and "prior.xtx" in model.state_dict()
+    model.eval()(text, TEXT_LENS, None, None, tokens, TOKEN_LENS, texts=TEXTS, token_features=features_batch())
+    assert model.prior.frames.item() == seen
+    with pytest.raises(ValueError, match="symbol_prior"):
+        symbolic(symbol_prior="nope")

@@ -32,6 +32,7 @@ from omnikit.components.speech_decoders.alignment import (
 )
 from omnikit.components.speech_decoders.frontends import (
     FRONTENDS,
+    FittedPrior,
     batch_symbols,
     prior_durations,
     vocab_size,
@@ -66,6 +67,12 @@ class NARDurationConfig:
         "normalised continuous token features, snapped to the nearest codebook entry at inference; needs a codec "
         "with token_features/nearest_tokens, e.g. mel_vq, and the cached_codec_token_ce or codec_token_ce "
         "objective).",
+    )
+    symbol_prior: str = param(
+        "flat",
+        "Symbol front ends' training durations: 'flat' (every letter, phoneme or pause mark weighs the same) or "
+        "'fitted' (per-symbol weights fitted by ridge regression of utterance lengths on symbol counts, updated "
+        "from every training batch; buffers `prior.*`).",
     )
     feature_dim: int = param(160, "Width of the codec's token features (target: features; mel_vq: n_mels x 2).")
     arch: str = param(
@@ -237,6 +244,8 @@ class NARDurationSpeechDecoder(nn.Module):
                 raise ValueError(f"{field} must be one of {allowed}, got {getattr(config, field)!r}")
         if config.arch == "transformer" and config.dim % config.heads:
             raise ValueError(f"dim {config.dim} is not divisible by heads {config.heads}")
+        if config.symbol_prior not in ("flat", "fitted"):
+            raise ValueError(f"symbol_prior must be one of ('flat', 'fitted'), got {config.symbol_prior!r}")
         if config.frontend != "tokens" and config.alignment == "learned":
             raise ValueError("alignment 'learned' needs frontend 'tokens' (its aligner reads token embeddings)")
         self.config, self.cond_dim, self.codebook_size = config, cond_dim, codebook_size
@@ -245,8 +254,11 @@ class NARDurationSpeechDecoder(nn.Module):
         self.accepts_token_features = config.target == "features"
         self.in_proj: nn.Linear | None = None
         self.symbol_embed: nn.Embedding | None = None
+        self.prior: FittedPrior | None = None
         if self.symbolic:
             self.symbol_embed = nn.Embedding(vocab_size(config.frontend), config.dim, padding_idx=0)
+            if config.symbol_prior == "fitted":
+                self.prior = FittedPrior(config.frontend)
         else:
             self.in_proj = nn.Linear(cond_dim, config.dim)
         self.hidden_proj: nn.Linear | None = None
@@ -360,6 +372,10 @@ class NARDurationSpeechDecoder(nn.Module):
                 raise ValueError(f"nar_duration frontend {cfg.frontend!r} needs texts=: train it with the "
                                  "cached_codec_token_ce or codec_token_ce objective")
             symbols, weights, text_lens = self.symbols_of(texts, tokens.device)
+            if self.prior is not None:
+                if self.training:
+                    self.prior.update(symbols, text_lens, token_lens)
+                weights = self.prior(symbols) * (weights > 0)
             durations, align_loss = prior_durations(weights, text_lens, token_lens), tokens.new_zeros((), dtype=torch.float32)
         else:
             durations, align_loss = self.target_durations(text_emb, text_lens, tokens, token_lens, token_weights)
