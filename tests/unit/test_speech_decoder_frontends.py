@@ -73,3 +73,12 @@ def test_fitted_prior_learns_which_symbols_last_longer():
     # no data yet: the flat prior (every weighted symbol equal)
     fresh = FittedPrior("chars").weights()
     assert fresh[a] == fresh[b] == fresh[dot] and fresh[CHAR_VOCAB[" "]] == 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hibari") is None, reason="hibari-tts not installed")
+def test_long_numbers_are_read_digit_by_digit_as_the_voice_does():
+    from omnikit.components.speech_decoders.frontends import phonemes
+
+    # hibari's number reader stops at the trillions (IndexError on 13+ digits); the world renders such runs
+    # digit by digit (omnikit.data.tts.hibari.LONG_NUMBER), and so does the front end
+    assert phonemes("It has 12345678901234 atoms.") == phonemes("It has 1 2 3 4 5 6 7 8 9 0 1 2 3 4 atoms.")

@@ -69,11 +69,28 @@ def _g2p():
     return Hibari.split_sentences, G2P()
 
 
+def _g2p_safe(g2p, sentence: str) -> str:
+    try:
+        return g2p(sentence)
+    except Exception:  # noqa: BLE001 - a G2P bug on one word must not stop training: read word by word, skip it
+        out = []
+        for word in sentence.split():
+            try:
+                out.append(g2p(word))
+            except Exception:  # noqa: BLE001
+                continue
+        return " ".join(p for p in out if p)
+
+
 @lru_cache(maxsize=100_000)
 def phonemes(text: str) -> str:
-    """hibari's phoneme string of ``text`` (sentences joined by a space), as its engine reads it."""
+    """hibari's phoneme string of ``text`` (sentences joined by a space), as its engine reads it (long digit runs
+    read digit by digit, as ``omnikit.data.tts.hibari.synthesize`` renders them)."""
+    from omnikit.data.tts.hibari import LONG_NUMBER
+
     split, g2p = _g2p()
-    return " ".join(p for p in (g2p(s) for s in split(text)) if p)
+    text = LONG_NUMBER.sub(lambda m: " ".join(m.group()), text)
+    return " ".join(p for p in (_g2p_safe(g2p, s) for s in split(text)) if p)
 
 
 @lru_cache(maxsize=100_000)
