@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,10 @@ def ensure_cmvn(run_dir: Path, cuts: CutSet, max_cuts: int) -> GlobalCMVN:
                 log.warning("CMVN: skipping %s", err)
 
     cmvn = GlobalCMVN.compute(feats())
-    cmvn.save_json(path)
+    # written whole or not at all: every process of a distributed run that starts together computes it
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    cmvn.save_json(tmp)
+    tmp.replace(path)
     return cmvn
 
 

@@ -27,6 +27,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from omnikit.config.sections import BatchConfig, OptimConfig, TrainerConfig
@@ -154,6 +155,17 @@ def effective_precision(precision: str, accelerator: str) -> str:
     return precision
 
 
+def lightning_strategy(name: str) -> Any:
+    """The Trainer's strategy for a recipe's ``strategy`` string. Plain ``ddp`` finds unused parameters: a stage
+    trains whole slots, and a slot part that its objectives do not reach (the encoder's CTC head in
+    ``input_2_align``) would otherwise stop DDP; ``ddp_find_unused_parameters_false`` skips that search."""
+    if name == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(find_unused_parameters=True)
+    return name
+
+
 def val_loss(results: list[dict[str, float]]) -> float | None:
     value = results[0].get("val/loss") if results else None
     return None if value is None else float(value)
@@ -184,9 +196,32 @@ class LossHistory(Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is not None:
+        skipped = isinstance(outputs, dict) and outputs.get("skipped", False)
+        loss = None if skipped else outputs["loss"] if isinstance(outputs, dict) else outputs
+        if trainer.world_size > 1:
+            # the mean over the ranks that trained on this step (each holds a shard of the global batch)
+            pair = torch.tensor([0.0 if loss is None else float(loss.detach()), 0.0 if loss is None else 1.0],
+                                device=pl_module.device)
+            total, count = trainer.strategy.reduce(pair, reduce_op="sum").tolist()
+            if count > 0:
+                self.steps.append((trainer.global_step, total / count))
+        elif loss is not None:
             self.steps.append((trainer.global_step, float(loss.detach())))
+
+
+def rank_stats(trainer: L.Trainer, module: StageModule) -> list[dict[str, int]]:
+    """Per rank of the run (gathered to every rank): the batches and cuts it trained on in this process's life
+    (after a resume: since the resume)."""
+    mine = torch.tensor([trainer.global_rank, module.batches_seen, module.cuts_seen], dtype=torch.long,
+                        device=module.device)
+    rows = trainer.strategy.all_gather(mine).reshape(-1, 3) if trainer.world_size > 1 else mine.reshape(1, 3)
+    return [{"rank": int(r[0]), "batches": int(r[1]), "cuts": int(r[2])} for r in rows.cpu()]
+
+
+def say(message: str) -> None:
+    """Print on the first process only (every rank of a distributed run goes through the same code)."""
+    if rank_zero_only.rank == 0:
+        print(message)
 
 
 def keep_earlier_log(log_dir: Path) -> None:
@@ -207,7 +242,7 @@ def run_stage(cfg: DictConfig, run_dir: Path, name: str) -> dict[str, Any]:
     run_dir = Path(run_dir)
     if is_done(run_dir, name):
         log.info("stage %s: already done, skipping", name)
-        print(f"[omnikit] stage {name}: done already ({stage_dir(run_dir, name)}), skipping")
+        say(f"[omnikit] stage {name}: done already ({stage_dir(run_dir, name)}), skipping")
         return read_done(run_dir, name)
     t0 = time.time()
     stage = stage_config(cfg, name)
@@ -248,12 +283,12 @@ def run_stage(cfg: DictConfig, run_dir: Path, name: str) -> dict[str, Any]:
     if "codec" in whole_slots and hasattr(model["codec"], "fit_from_data") and resume is None:
         fit_cuts = max((getattr(o.objective.config, "fit_max_cuts", 0) for o in objectives), default=0)
         if fit_cuts:
-            print(f"[omnikit] stage {name}: fitting the codec on {fit_cuts} cuts at most (fit_from_data)")
+            say(f"[omnikit] stage {name}: fitting the codec on {fit_cuts} cuts at most (fit_from_data)")
             model["codec"].fit_from_data(codec_fit_audio(train_cuts, wav_rate, fit_cuts))
 
     before = frozen_digest(model)
     n_train = count_parameters(model, trainable_only=True)
-    print(f"[omnikit] stage {name}: training {n_train:,} of {count_parameters(model):,} parameters "
+    say(f"[omnikit] stage {name}: training {n_train:,} of {count_parameters(model):,} parameters "
           f"({', '.join(patterns)}); objectives: {', '.join(o.name for o in objectives)}"
           + (f"; resuming from {resume}" if resume else ""))
 
@@ -267,7 +302,7 @@ def run_stage(cfg: DictConfig, run_dir: Path, name: str) -> dict[str, Any]:
         LearningRateMonitor(logging_interval="step"),
         history,
     ]
-    if resume is not None:
+    if resume is not None and rank_zero_only.rank == 0:  # the loggers write on rank 0 only
         keep_earlier_log(run_dir / "logs" / name)
     loggers = [
         CSVLogger(run_dir / "logs", name=name, version=""),
@@ -280,7 +315,7 @@ def run_stage(cfg: DictConfig, run_dir: Path, name: str) -> dict[str, Any]:
         gradient_clip_val=trainer_cfg.gradient_clip_val,
         val_check_interval=trainer_cfg.val_check_interval, check_val_every_n_epoch=None,
         limit_val_batches=trainer_cfg.limit_val_batches if val_cuts is not None else 0,
-        log_every_n_steps=trainer_cfg.log_every_n_steps, strategy=trainer_cfg.strategy,
+        log_every_n_steps=trainer_cfg.log_every_n_steps, strategy=lightning_strategy(trainer_cfg.strategy),
         devices=trainer_cfg.devices, num_nodes=trainer_cfg.num_nodes, accelerator=trainer_cfg.accelerator,
         default_root_dir=out, logger=loggers, callbacks=callbacks, use_distributed_sampler=False,
         num_sanity_val_steps=0, enable_progress_bar=trainer_cfg.enable_progress_bar,
@@ -301,12 +336,14 @@ def run_stage(cfg: DictConfig, run_dir: Path, name: str) -> dict[str, Any]:
                          f"`{resume_command(run_dir, name)}` resumes from {out / 'lightning'}")
     val_end = (val_loss(interruptible(trainer, name, run_dir, trainer.validate, module, datamodule=datamodule,
                                       verbose=False)) if validate else None)
-    if trainer.is_global_zero:
+    ranks = rank_stats(trainer, module)
+    if trainer.is_global_zero:  # only rank 0 writes the stage's weights and done.json
         info = finish_stage(cfg, run_dir, name, model, trained, patterns, whole_slots, before, {
             "steps": int(trainer.global_step), "trained_parameters": n_train,
             "objectives": [o.name for o in objectives], "val_loss_end": val_end, "resumed": resume is not None,
             "bad_audio_skipped": module.bad_audio, "seconds": round(history.seconds, 2),
             "trainer": asdict(trainer_cfg), "losses": [v for _, v in history.steps],
+            "world_size": int(trainer.world_size), "ranks": ranks,
         })
     trainer.strategy.barrier("omnikit-stage-saved")  # other ranks start the next stage only after the save
     return info if trainer.is_global_zero else read_done(run_dir, name)
