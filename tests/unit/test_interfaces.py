@@ -74,6 +74,8 @@ TINY_ARGS: dict[tuple[str, str], dict] = {
     ("dataset", "lhotse_manifest"): {"parts": {"train": ["train.jsonl.gz"]}},
     ("dataset", "synthetic_tones"): {},
     ("dataset", "speech_world"): {},
+    ("dataset", "audio_folder"): {"path": "recordings"},
+    ("dataset", "librispeech"): {"corpus_dir": "LibriSpeech"},
 }
 """Tiny recipe args of every built-in (a new built-in without an entry here fails the test below)."""
 NEEDS = {"silero": "silero_vad"}
