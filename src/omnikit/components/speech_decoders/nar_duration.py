@@ -1,5 +1,10 @@
 """A duration-aligned non-autoregressive speech decoder (FastSpeech-style) over the frozen LLM's text embeddings.
 
+Inputs (``frontend``): the segment's frozen LLM token embeddings, or the segment text's characters or hibari
+phonemes (:mod:`omnikit.components.speech_decoders.frontends`). Outputs (``target``): codec-token logits, or the
+codec's continuous token features, snapped to its codebook at inference. Layers (``arch``): transformer or
+residual dilated convolutions. The defaults are the first version's (tokens, CE, transformer).
+
 Text encoder over the segment's frozen token embeddings (optionally plus the LLM's hidden states), a duration
 predictor (frames per token), a length regulator that repeats each token's encoding for its frames, and a
 non-autoregressive decoder that predicts every codec token of the segment at once.
