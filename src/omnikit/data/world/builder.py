@@ -102,6 +102,112 @@ class SpeechWorldConfig:
     workers: int = param(
         2, "Synthesis processes, running while the LLM answers in the main process; 0 renders inline (tests)."
     )
+    # Your own text and language. Left at None, each leaves the build exactly as it was (and its fingerprint).
+    questions_file: str | None = param(
+        None, "A JSONL file of your own questions, one object a line: {\"question\": ..., \"answer\": ... "
+        "(optional: the frozen LLM answers the others), \"split\": train|dev|test (optional: a stable hash)}. "
+        "They replace the built-in fact and open questions.")
+    sentences_file: str | None = param(
+        None, "A UTF-8 text file of your own plain sentences, one a line (ASR, and the statements of duplex "
+        "streams); they replace the built-in ones.")
+    language: str | None = param(
+        None, "An espeak-ng language (de, fr-fr, es, pt-br, ...: `espeak-ng --voices`): every voice, user and "
+        "assistant, becomes espeak-ng speaking it, except voices you set yourself; no held-out voices then.")
+    resume_audio: bool | None = param(
+        None, "Keep each rendered file's facts beside it (<id>.json) and skip files already rendered when "
+        "prepare runs again after an interruption. None: on with questions_file.")
+
+
+USER_OPTIONS = ("questions_file", "sentences_file", "language", "resume_audio")
+"""Options added after the first builds: left at None they are kept out of the fingerprint."""
+
+
+def with_language(config: SpeechWorldConfig) -> SpeechWorldConfig:
+    """``config`` with ``language`` applied: the voices still at their defaults become espeak-ng speaking it
+    (user voices, assistant voice) and the default held-out voices are dropped (there is one voice id)."""
+    lang = config.language
+    if not lang:
+        return config
+    default = SpeechWorldConfig()
+    changes: dict[str, Any] = {}
+    if list(config.voices) == list(default.voices):
+        changes["voices"] = [f"espeak:{lang}"]
+        if list(config.dev_voices) == list(default.dev_voices):
+            changes["dev_voices"] = []
+        if list(config.test_voices) == list(default.test_voices):
+            changes["test_voices"] = []
+    if config.tts_voice == default.tts_voice:
+        changes["tts_voice"] = f"espeak:{lang}"
+    return dataclasses.replace(config, **changes)
+
+
+def check_language(language: str) -> None:
+    """Stop early, with the way to list them, when espeak-ng has no voice for ``language``."""
+    import subprocess
+
+    from omnikit.data.tts import espeak
+
+    if not espeak.available():
+        raise RuntimeError("language needs espeak-ng: apt-get install -y espeak-ng")
+    res = subprocess.run(["espeak-ng", "-v", language, "-q", "a"], capture_output=True, timeout=60)
+    if res.returncode != 0:
+        raise ValueError(f"espeak-ng has no language {language!r}; `espeak-ng --voices` lists them")
+
+
+@dataclass
+class UserText:
+    """Your own questions (with the answers given, if any) and plain sentences, read from files."""
+
+    questions: list[Question]
+    answers: dict[str, str]
+    splits: dict[str, str]  # question text -> the split given in the file
+    sentences: list[Sentence]
+    digest: str
+
+    @classmethod
+    def read(cls, questions_file: str | None, sentences_file: str | None) -> UserText:
+        h = hashlib.sha1()
+        questions, answers, splits = [], {}, {}
+        if questions_file:
+            path = Path(questions_file).expanduser()
+            raw = path.read_bytes()
+            h.update(raw)
+            for n, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as err:
+                    raise ValueError(f"{path}:{n}: not a JSON object ({err})") from None
+                text = " ".join(str(row.get("question", "") if isinstance(row, dict) else "").split())
+                if not text:
+                    raise ValueError(f"{path}:{n}: needs a non-empty \"question\"")
+                if text in splits or any(q.text == text for q in questions):
+                    continue  # a repeated question is one question
+                answer = " ".join(str(row.get("answer") or "").split())
+                split = str(row.get("split") or "").strip().lower()
+                if split and split not in SPLITS:
+                    raise ValueError(f"{path}:{n}: split must be one of {', '.join(SPLITS)}, got {split!r}")
+                questions.append(Question(text=text, kind="user", entity=f"user:{text}", relation="user",
+                                          template=0, template_seen=True, reference=answer))
+                if answer:
+                    answers[text] = answer
+                if split:
+                    splits[text] = split
+            if not questions:
+                raise ValueError(f"{path}: no questions (one JSON object a line: {{\"question\": ...}})")
+        sentences = []
+        if sentences_file:
+            path = Path(sentences_file).expanduser()
+            raw = path.read_bytes()
+            h.update(b"\0" + raw)
+            lines = dict.fromkeys(" ".join(ln.split()) for ln in raw.decode("utf-8").splitlines())
+            sentences = [Sentence(text=t, topic=f"user:{t}", source=str(path)) for t in lines if t]
+        return cls(questions, answers, splits, sentences, h.hexdigest()[:16])
+
+    def split_of(self, q: Question, config: SpeechWorldConfig) -> str:
+        """The split given in the file, else a stable hash of the question (``dev_fraction``, ``test_fraction``)."""
+        return self.splits.get(q.text) or split_of(q.entity, config.seed, config.dev_fraction, config.test_fraction)
 
 
 class LLMAnswerer:
@@ -183,10 +289,11 @@ class SpeechWorldDataset:
     parts = PARTS
 
     def __init__(self, config: SpeechWorldConfig, answerer: Answerer | None = None, **_: Any) -> None:
-        self.config = config
+        self.config = with_language(config)
         self.answerer = answerer or llm_answerer(
             config.llm, config.answer_max_tokens, config.answer_batch_size, config.answer_threads
         )
+        self._user: UserText | None = None
 
     # ------------------------------------------------------------------ public
     def cuts(self, part: str, root: Path):
@@ -200,10 +307,29 @@ class SpeechWorldDataset:
             raise FileNotFoundError(f"{path} missing: run prepare({root}) first")
         return CutSet.from_jsonl(path).with_recording_path_prefix(str(Path(root).resolve()))
 
+    @property
+    def user(self) -> UserText | None:
+        """Your own questions and sentences (``questions_file``, ``sentences_file``), read once; None without."""
+        c = self.config
+        if self._user is None and (c.questions_file or c.sentences_file):
+            self._user = UserText.read(c.questions_file, c.sentences_file)
+        return self._user
+
+    @property
+    def resume_audio(self) -> bool:
+        """Whether rendered files are kept with their facts and skipped on a second run (see the option)."""
+        c = self.config
+        return bool(c.questions_file) if c.resume_audio is None else c.resume_audio
+
     def fingerprint(self) -> str:
         """Digest of everything that changes the built data."""
         cfg = dataclasses.asdict(self.config)
         cfg.pop("workers")
+        for key in USER_OPTIONS:  # options left at None change nothing: the digest stays what it was
+            if cfg[key] is None or key == "resume_audio":
+                cfg.pop(key)
+        if self.user is not None:
+            cfg["user_text"] = self.user.digest
         cfg["answerer"] = getattr(self.answerer, "name", "custom")
         cfg["format"] = FORMAT_VERSION
         return hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
@@ -224,13 +350,19 @@ class SpeechWorldDataset:
         plan = self.plan()
         timings = {"text": lap()}
         questions = [q for s in SPLITS for q in plan[s]["questions"]]
+        given = self.user.answers if self.user is not None else {}
         user_jobs = self._user_jobs(plan)
         cfg = dataclasses.asdict(self.config)
+        if self.config.language:
+            check_language(self.config.language)
+        if self.resume_audio:
+            cfg["_resume"] = True
         with self._pool() as pool:
             # user speech needs no answers: it renders in worker processes while the LLM answers here
             pending = pool.map(_render_job, [(j, cfg, str(root)) for j in user_jobs], chunksize=4)
             cpu = time.process_time()
-            answers = self._answers(root, questions)
+            answers = self._answers(root, [q for q in questions if q.text not in given])
+            answers.update(given)
             timings["answers"] = lap()
             timings["answers_cpu"] = round(time.process_time() - cpu, 1)
             user_metas = list(tqdm(pending, total=len(user_jobs), desc="speech_world: user audio"))
@@ -258,7 +390,7 @@ class SpeechWorldDataset:
 
     def _entity_split(self, key: str) -> str:
         c = self.config
-        if key.startswith(("country:", "element:", "stdlib:")):
+        if key.startswith(("country:", "element:", "stdlib:", "user:")):
             return split_of(key, c.seed, c.dev_fraction, c.test_fraction)
         topic = key.split(":")[0]
         return "test" if topic in c.test_topics else "dev" if topic in c.dev_topics else "train"
@@ -273,10 +405,12 @@ class SpeechWorldDataset:
     def plan(self) -> dict[str, dict[str, list]]:
         """Texts per split: ``questions`` (fact and open), ``sentences`` and ``statements`` (the sentences
         that are not questions, spoken to someone else in duplex streams); deterministic for the seed."""
-        c = self.config
-        facts = all_fact_questions()
-        opens = word_questions() + element_questions()
-        sentences = wordnet_sentences() + element_sentences() + stdlib_sentences()
+        c, user = self.config, self.user
+        own_q = user is not None and bool(user.questions)
+        own_s = user is not None and bool(user.sentences)
+        facts = [] if own_q else all_fact_questions()
+        opens = [] if own_q else word_questions() + element_questions()
+        sentences = user.sentences if own_s else wordnet_sentences() + element_sentences() + stdlib_sentences()
         out: dict[str, dict[str, list]] = {}
         for split in SPLITS:
             def keep(q: Question, split: str = split) -> bool:
@@ -284,8 +418,10 @@ class SpeechWorldDataset:
 
             f = self._sample([q for q in facts if keep(q)], self._count(c.fact_questions, split), "facts", split)
             o = self._sample([q for q in opens if keep(q)], self._count(c.open_questions, split), "open", split)
+            if own_q:  # every one of your questions, in its split
+                f, o = [q for q in user.questions if user.split_of(q, c) == split], []
             pool = [s for s in sentences if self._entity_split(s.topic) == split]
-            s = self._sample(pool, self._count(c.plain_sentences, split), "plain", split)
+            s = pool if own_s else self._sample(pool, self._count(c.plain_sentences, split), "plain", split)
             out[split] = {"questions": f + o, "sentences": s}
             out[split]["statements"] = [x for x in s if not x.text.endswith("?")]
         return out
@@ -344,7 +480,8 @@ class SpeechWorldDataset:
         c, jobs = self.config, []
         for split in ("train", "dev"):
             qs, ss = plan[split]["questions"], plan[split]["sentences"]
-            texts = list(dict.fromkeys(answers[q.text] for q in qs if _speakable(answers.get(q.text, ""))))
+            speakable = bool if c.language else _speakable  # espeak-ng reads any script of its language
+            texts = list(dict.fromkeys(answers[q.text] for q in qs if speakable(answers.get(q.text, ""))))
             extra = [s.text for s in self._sample(ss, self._count(c.tts_plain_sentences, split), "tts", split)]
             for i, text in enumerate(texts + extra):
                 kind = "answer" if i < len(texts) else "plain"
@@ -452,6 +589,13 @@ class _InlinePool:
         return map(fn, items)
 
 
+def _job_key(job: dict, cfg: dict) -> str:
+    """What a rendered file depends on: the job and every setting but the number of workers."""
+    blob = json.dumps([job, {k: v for k, v in cfg.items() if k not in ("workers", "_resume")}], sort_keys=True,
+                      default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()
+
+
 def _augment(wav: np.ndarray, sr: int, rng: np.random.Generator, cfg: dict) -> tuple[np.ndarray, str]:
     return augment(wav, sr, rng, noise_prob=cfg["noise_prob"], snr_db=tuple(cfg["snr_db"]),
                    reverb_prob=cfg["reverb_prob"], rt60=tuple(cfg["rt60"]), gain_db=tuple(cfg["gain_db"]))
@@ -467,6 +611,19 @@ def _render_job(arg: tuple[dict, dict, str]) -> dict:
     rel = f"audio/{job['split']}/{job['uid']}.wav"
     path = Path(root) / rel
     path.parent.mkdir(parents=True, exist_ok=True)
+    if cfg.get("_resume"):  # resume_audio: a file rendered by an earlier, interrupted run of this same job
+        side, key = path.with_suffix(".json"), _job_key(job, cfg)
+        try:
+            kept = json.loads(side.read_text())
+            if kept.get("key") == key and path.is_file():
+                return kept["meta"]
+        except (OSError, ValueError):
+            pass
+        meta = _render_job((job, {k: v for k, v in cfg.items() if k != "_resume"}, root))
+        tmp = side.with_name(f".{side.name}.tmp")
+        tmp.write_text(json.dumps({"key": key, "meta": meta}))
+        tmp.replace(side)  # written after the audio: a file without its facts is rendered again
+        return meta
     rng = rng_for(cfg["seed"], "audio", job["uid"])
     meta: dict[str, Any] = {"path": rel}
     if job["type"] == "tts":
