@@ -113,9 +113,13 @@ def test_fingerprint_training_forward_and_state_dict_unchanged() -> None:
     assert m.fingerprint() != before  # and the check still sees a change
 
 
-def test_default_is_bfloat16_on_cpu_and_same_on_request() -> None:
+def test_default_is_float16_on_cpu_bfloat16_beyond_its_range_and_same_on_request() -> None:
     m = build("llama")
-    assert m.resolved_inference_dtype() == torch.bfloat16
+    assert m.resolved_inference_dtype() == torch.float16
+    wide = build("llama")
+    with torch.no_grad():
+        wide.llm.get_input_embeddings().weight[0, 0] = 1e5  # beyond float16's largest value
+    assert wide.resolved_inference_dtype() == torch.bfloat16
     assert build("llama", inference_dtype="same").resolved_inference_dtype() == torch.float32
     with pytest.raises(ValueError, match="inference_dtype"):
         build("llama", inference_dtype="int4").resolved_inference_dtype()
