@@ -42,7 +42,7 @@ from omnikit.inference.dialogue_model import DialogueModel
 from omnikit.interfaces import SAMPLE_RATE
 from omnikit.model.checkpoints import is_done, merged_weights, read_done
 
-INPUT_STAGES = ("input_1_ctc", "input_2_state", "input_2_align", "input_3_dialogue")
+INPUT_STAGES = ("input_0_ctc_head", "input_1_ctc", "input_2_state", "input_2_align", "input_3_dialogue")
 OUT = Path(__file__).parent / "results" / "input_understanding.json"
 
 
