@@ -29,7 +29,8 @@ from omnikit.config.provenance import write_run_metadata
 from omnikit.model.checkpoints import check_run_dir
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = {"swap": ROOT / "docs/tutorials/swap-the-codec.md", "gpu": ROOT / "docs/tutorials/train-on-a-gpu.md"}
+PAGES = {"swap": ROOT / "docs/tutorials/swap-the-codec.md", "gpu": ROOT / "docs/tutorials/train-on-a-gpu.md",
+         "own": ROOT / "docs/tutorials/train-on-your-own-data.md", "scale": ROOT / "docs/tutorials/scale-out.md"}
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 RUN_FOR_REAL = {"ls", "show", "cp", "validate", "config"}
 RUN_DIR_COMMANDS = {"chat", "eval", "serve"}
@@ -170,3 +171,22 @@ def test_train_on_a_gpu(walk):
     assert {"wrote my_gpu.yaml", "validated eval", "validated chat"} <= set(walk.done)
     assert walk.done.count("validated run") >= 4
     assert Path("runs/freeze_omni_gpu").resolve() in walk.run_dirs
+
+
+def test_train_on_your_own_data(walk):
+    walk.page(PAGES["own"])
+    wrote = {f"wrote {n}.yaml" for n in ("my_corpus", "my_librispeech", "my_dialogue", "my_german")}
+    assert wrote | {"ran validate", "ran show"} <= set(walk.done)
+    assert walk.done.count("validated run") >= 9
+    # tests/recipes/test_corpora.py trains from these very files (it reads them from the page)
+    assert walk.folder.joinpath("my_corpus.yaml").read_text().startswith("include: [smoke.yaml, _base/corpus_folder")
+
+
+def test_scale_out(walk):
+    walk.page(PAGES["scale"])
+    assert {"wrote my_ddp.yaml", "wrote my_gpu.yaml"} <= set(walk.done)
+    assert walk.done.count("validated run") >= 5
+    # the page says my_ddp.yaml is recipes/smoke_ddp.yaml (which tests/recipes/test_ddp.py runs) renamed
+    mine, shipped = load_recipe(walk.folder / "my_ddp.yaml"), load_recipe("smoke_ddp.yaml")
+    mine.name = shipped.name
+    assert mine == shipped
